@@ -1,0 +1,343 @@
+"""The `watchkeeper` command. The CLI owns output and exit codes; the library never prints.
+
+Exit codes:
+  0    success
+  1    the runbook failed (a step or check failed, timeout)
+  2    usage or inventory error (nothing ran)
+  3    a gate or precondition failed (nothing was changed, or the change was rolled back)
+  4    locked: another mutating run holds a cluster
+  130  interrupted (Ctrl-C); the rollback still ran
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from runbooks import registry
+from runbooks.errors import InventoryError, UsageError, WatchkeeperError
+from runbooks.journal import Step
+
+EXIT_CODES = __doc__.split("Exit codes:", 1)[1] if __doc__ else ""
+
+_MARKS = {"ok": "[green]ok[/]", "changed": "[yellow]changed[/]", "failed": "[red]FAILED[/]",
+          "skipped": "[dim]skipped[/]", "unreachable": "[red]UNREACHABLE[/]",
+          "interrupted": "[red]INTERRUPTED[/]", "warn": "[yellow]warn[/]", "fail": "[red]FAIL[/]"}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="watchkeeper",
+        description="Runbooks for a Prometheus Agent -> Thanos Receive monitoring platform.",
+        epilog="exit codes:" + EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("list", help="every runbook, one line each")
+    p.add_argument("--output", choices=("text", "json"), default="text")
+
+    p = sub.add_parser("describe", help="a runbook's parameters, changes, gates and rollback")
+    p.add_argument("name")
+
+    p = sub.add_parser("run", help="run a runbook")
+    p.add_argument("name")
+    p.add_argument("-i", "--inventory", required=True, type=Path)
+    p.add_argument("-l", "--limit", default="", help="clusters or groups, comma separated")
+    p.add_argument("-C", "--check", action="store_true", help="predict; change nothing")
+    p.add_argument("-D", "--diff", action="store_true", help="show what changes")
+    p.add_argument("-e", "--extra-vars", action="append", default=[], metavar="KEY=VALUE",
+                   help="a runbook parameter (repeatable); @file.yml loads a YAML mapping")
+    p.add_argument("-f", "--forks", type=int, default=10)
+    p.add_argument("--timeout", type=int, default=None, help="seconds for the playbook")
+    p.add_argument("--run-dir", type=Path, default=None, help="where the run's files go")
+    p.add_argument("--textfile-dir", type=Path,
+                   default=_env_path("WATCHKEEPER_TEXTFILE_DIR"),
+                   help="node-exporter textfile collector directory for run metrics")
+    p.add_argument("--pushgateway", default=os.environ.get("WATCHKEEPER_PUSHGATEWAY"))
+    p.add_argument("--vault-password-file", type=Path, default=None)
+    p.add_argument("--output", choices=("text", "json"), default="text")
+
+    inv = sub.add_parser("inventory", help="check or show an inventory")
+    inv_sub = inv.add_subparsers(dest="inventory_command", required=True, metavar="ACTION")
+    for name, text in (("check", "validate; print every problem"),
+                       ("show", "print the resolved view")):
+        q = inv_sub.add_parser(name, help=text)
+        q.add_argument("-i", "--inventory", required=True, type=Path)
+        q.add_argument("-l", "--limit", default="")
+        q.add_argument("--output", choices=("text", "json"), default="text")
+
+    lab = sub.add_parser("lab", help="the local lab of real programs")
+    lab_sub = lab.add_subparsers(dest="lab_command", required=True, metavar="ACTION")
+    for name, text in (("up", "build what is missing, start what is down, wait for health"),
+                       ("status", "each component, its address and health"),
+                       ("down", "stop what the lab started"),
+                       ("env", "print the lab's secret environment as export lines")):
+        q = lab_sub.add_parser(name, help=text)
+        q.add_argument("--lab-dir", type=Path, default=None)
+        q.add_argument("--output", choices=("text", "json"), default="text")
+        if name == "down":
+            q.add_argument("--purge", action="store_true", help="also remove the lab directory")
+    return parser
+
+
+def _env_path(name: str) -> Path | None:
+    value = os.environ.get(name)
+    return Path(value) if value else None
+
+
+def parse_extra_vars(items: Sequence[str]) -> dict[str, Any]:
+    """`key=value` (value read as YAML, so 5 is a number) or `@file.yml`."""
+    params: dict[str, Any] = {}
+    for item in items:
+        if item.startswith("@"):
+            try:
+                data = yaml.safe_load(Path(item[1:]).read_text())
+            except (OSError, yaml.YAMLError) as exc:
+                raise UsageError(f"-e {item}: cannot read a YAML mapping: {exc}") from exc
+            if not isinstance(data, dict):
+                raise UsageError(f"-e {item}: the file must hold a YAML mapping")
+            params.update(data)
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"-e {item!r}: expected KEY=VALUE (e.g. -e rate_window=10)")
+        try:
+            params[key] = yaml.safe_load(value) if value else ""
+        except yaml.YAMLError:
+            params[key] = value
+    return params
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def cmd_list(args: argparse.Namespace, out: Console) -> int:
+    runbooks = registry.all_runbooks()
+    if args.output == "json":
+        print(json.dumps([{"name": r.name, "summary": r.summary, "mutating": r.mutating}
+                          for r in runbooks.values()], indent=2))
+        return 0
+    table = Table(box=None, show_header=True, header_style="bold")
+    table.add_column("runbook")
+    table.add_column("changes")
+    table.add_column("summary")
+    for r in runbooks.values():
+        table.add_row(r.name, "[yellow]mutating[/]" if r.mutating else "read-only", r.summary)
+    out.print(table)
+    return 0
+
+
+def cmd_describe(args: argparse.Namespace, out: Console) -> int:
+    r = registry.get(args.name)
+    out.print(f"[bold]{r.name}[/]: {r.summary}")
+    out.print(f"  kind:      {'mutating (takes a per-cluster lock)' if r.mutating else 'read-only'}")
+    out.print(f"  playbook:  playbooks/{r.playbook}")
+    out.print(f"  changes:   {r.changes}")
+    out.print(f"  rollback:  {r.rollback}"
+              + (f" (playbooks/{r.rollback_playbook})" if r.rollback_playbook else ""))
+    if r.requires:
+        out.print("  requires:  " + ", ".join(f"wk_{f}" for f in r.requires))
+    out.print("  parameters (-e KEY=VALUE):")
+    fields = r.Params.model_fields
+    if not fields:
+        out.print("    none")
+    for name, field in fields.items():
+        default = "required" if field.is_required() else f"default {field.default!r}"
+        kind = getattr(field.annotation, "__name__", str(field.annotation))
+        out.print(f"    {name} ({kind}, {default}): {field.description or ''}")
+    for title, gates in (("pre-gates", r.pre_gates), ("post-gates", r.post_gates)):
+        out.print(f"  {title}:" + ("" if gates else " none"))
+        for gate in gates:
+            out.print(f"    {gate.name}: {gate.description}")
+    return 0
+
+
+def _print_problems(problems: Sequence[Any], out: Console) -> None:
+    table = Table(box=None, header_style="bold")
+    for column in ("cluster", "field", "expected", "found", "file"):
+        table.add_column(column, overflow="fold")
+    for p in problems:
+        table.add_row(p.cluster, p.field, p.expected, p.found, p.source)
+    out.print(table)
+
+
+def cmd_inventory(args: argparse.Namespace, out: Console, err: Console) -> int:
+    from runbooks.inventory import check_inventory
+
+    inventory, problems = check_inventory(args.inventory)
+    if inventory is None:
+        if args.output == "json":
+            print(json.dumps({"ok": False, "problems": [p.__dict__ for p in problems]}, indent=2))
+        else:
+            err.print(f"[red]{len(problems)} problem(s)[/] in {args.inventory}:")
+            _print_problems(problems, err)
+        return 2
+    clusters = inventory.select(args.limit)
+    if args.inventory_command == "check":
+        if args.output == "json":
+            print(json.dumps({"ok": True, "clusters": [c.name for c in clusters],
+                              "digest": inventory.digest}))
+        else:
+            out.print(f"[green]ok[/]: {len(clusters)} cluster(s) in {inventory.path}"
+                      f" ({inventory.digest[:19]})")
+        return 0
+    view = {c.name: {k: v for k, v in c.public_view().items() if v not in (None, "", (), {})}
+            for c in clusters}
+    if args.output == "json":
+        print(json.dumps({"inventory": str(inventory.path), "digest": inventory.digest,
+                          "groups": inventory.groups, "clusters": view}, indent=2, default=list))
+    else:
+        out.print(yaml.safe_dump(json.loads(json.dumps(view, default=list)), sort_keys=False))
+    return 0
+
+
+class _Progress:
+    """Live per-cluster step lines for people."""
+
+    def __init__(self, console: Console):
+        self.console = console
+
+    def phase(self, name: str) -> None:
+        self.console.print(f"[bold cyan]== {name}[/]")
+
+    def step(self, step: Step) -> None:
+        detail = step.diff_summary or step.message
+        self.console.print(
+            f"  {step.cluster:<20} {_MARKS.get(step.status, step.status):<10} {step.name}"
+            f" [dim]({step.duration:.2f}s)[/]" + (f"  {detail}" if detail and step.failed else "")
+        )
+        for check in step.checks:
+            if check.status != "ok":
+                self.console.print(f"      {_MARKS.get(check.status, check.status)}"
+                                   f" {check.name}: {check.evidence}")
+
+
+def cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
+    from runbooks.execute import RunEvents, RunOptions, run
+
+    runbook = registry.get(args.name)
+    if args.vault_password_file:
+        os.environ["ANSIBLE_VAULT_PASSWORD_FILE"] = str(args.vault_password_file.resolve())
+    options = RunOptions(
+        inventory=args.inventory, limit=args.limit, params=parse_extra_vars(args.extra_vars),
+        check=args.check, diff=args.diff, forks=args.forks, timeout=args.timeout,
+        run_dir=args.run_dir, textfile_dir=args.textfile_dir, pushgateway=args.pushgateway,
+    )
+    cancel = threading.Event()
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        if not cancel.is_set():
+            err.print("[yellow]interrupt: stopping the playbook; the rollback will still run[/]")
+            cancel.set()
+        else:
+            err.print("[yellow]already stopping; waiting for the rollback to finish[/]")
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        if args.output == "json":
+            result = run(runbook, options, cancel=cancel)
+        else:
+            progress = _Progress(err)
+            mode = " in check mode (nothing will change)" if args.check else ""
+            err.print(f"[bold]watchkeeper run {runbook.name}[/]{mode}")
+            result = run(runbook, options, RunEvents(progress.step, progress.phase), cancel)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    journal = result.journal
+    summary = {
+        "runbook": journal.runbook, "run_id": journal.run_id, "status": result.status,
+        "exit_code": result.exit_code, "clusters": dict(result.clusters),
+        "run_dir": str(result.run_dir), "journal": str(result.run_dir / "journal.json"),
+        "report": str(result.run_dir / "report.md"), "message": journal.message,
+    }
+    if args.output == "json":
+        print(json.dumps(summary, indent=2))
+    else:
+        color = "green" if result.successful else "red"
+        out.print(f"[{color}]{result.status}[/] (exit {result.exit_code}) in"
+                  f" {journal.duration:.1f}s: " + ", ".join(
+                      f"{k}={v}" for k, v in result.clusters.items()))
+        if journal.message and not result.successful:
+            out.print(f"  {journal.message}", markup=False)
+        out.print(f"  report: {result.run_dir / 'report.md'}")
+    return result.exit_code
+
+
+def cmd_lab(args: argparse.Namespace, out: Console, err: Console) -> int:
+    try:
+        from runbooks.lab import Lab
+    except ImportError as exc:
+        raise UsageError(f"the lab is not available in this installation: {exc}") from exc
+    lab = Lab(args.lab_dir)
+    if args.lab_command == "up":
+        status = lab.up(progress=lambda line: err.print(f"[dim]lab:[/] {line}"))
+    elif args.lab_command == "down":
+        lab.down(purge=args.purge)
+        out.print("lab stopped" + (" and purged" if args.purge else ""))
+        return 0
+    elif args.lab_command == "env":
+        for key, value in lab.env().items():
+            print(f"export {key}={value}")
+        return 0
+    else:
+        status = lab.status()
+    if args.output == "json":
+        print(json.dumps(status.to_dict(), indent=2))
+    else:
+        table = Table(box=None, header_style="bold")
+        for column in ("component", "address", "version", "pid", "health"):
+            table.add_column(column)
+        for c in status.components:
+            table.add_row(c.name, c.address, c.version, str(c.pid or "-"),
+                          "[green]healthy[/]" if c.healthy else f"[red]unhealthy[/] {c.detail}")
+        out.print(table)
+        out.print(f"inventory: {status.inventory}")
+    return 0 if all(c.healthy for c in status.components) else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING - 10 * min(args.verbose, 2),
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    out = Console(highlight=False)
+    err = Console(stderr=True, highlight=False)
+    try:
+        if args.command == "list":
+            return cmd_list(args, out)
+        if args.command == "describe":
+            return cmd_describe(args, out)
+        if args.command == "inventory":
+            return cmd_inventory(args, out, err)
+        if args.command == "lab":
+            return cmd_lab(args, out, err)
+        return cmd_run(args, out, err)
+    except InventoryError as exc:
+        if exc.problems:
+            err.print(f"[red]{len(exc.problems)} inventory problem(s)[/]:")
+            _print_problems(exc.problems, err)
+        else:
+            err.print(f"[red]error:[/] {exc}", markup=True)
+        return exc.exit_code
+    except WatchkeeperError as exc:
+        err.print(f"error: {exc}", markup=False)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,350 @@
+"""Run a runbook: validate, lock, pre-gates, playbook, post-gates, rollback, report.
+
+The order is the safety contract: nothing changes before validation and pre-gates pass; a failed
+playbook, a failed post-gate or an interrupt runs the rollback; every run leaves a journal, the
+reports and the run metrics, whatever happened.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets as _random
+import sys
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from runbooks.collection import playbook_path, state_dir
+from runbooks.engine import PlaybookOutcome, PlaybookRun, run_playbook
+from runbooks.errors import (
+    InventoryError,
+    LockedError,
+    PreconditionFailed,
+    Problem,
+    UsageError,
+    WatchkeeperError,
+)
+from runbooks.inventory import ClusterConfig, Inventory, load_inventory
+from runbooks.journal import (
+    Journal,
+    Phase,
+    Redactor,
+    RunStatus,
+    Step,
+    StepRecorder,
+    cluster_outcomes,
+    now,
+)
+from runbooks.lock import cluster_locks
+from runbooks.metrics import record_run
+from runbooks.model import Gate, Runbook, RunContext
+from runbooks.report import write_reports
+
+log = logging.getLogger(__name__)
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_GATE, EXIT_LOCKED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run: everything the command line can set."""
+
+    inventory: Path
+    limit: str = ""
+    params: Mapping[str, Any] = field(default_factory=dict)
+    check: bool = False
+    diff: bool = False
+    forks: int = 10
+    timeout: int | None = None
+    run_dir: Path | None = None
+    textfile_dir: Path | None = None
+    pushgateway: str | None = None
+
+
+@dataclass(frozen=True)
+class Result:
+    """The frozen outcome of a run."""
+
+    status: RunStatus
+    exit_code: int
+    clusters: Mapping[str, str]
+    run_dir: Path
+    journal: Journal
+
+    @property
+    def successful(self) -> bool:
+        return self.status == "successful"
+
+
+@dataclass
+class RunEvents:
+    """Hooks for live progress. No-op defaults; a faulty handler never breaks a run."""
+
+    on_step: Callable[[Step], None] = lambda step: None
+    on_phase: Callable[[str], None] = lambda phase: None
+
+
+def new_run_id() -> str:
+    return now().strftime("%Y%m%dT%H%M%SZ") + "-" + _random.token_hex(3)
+
+
+def versions() -> dict[str, str]:
+    found = {"python": sys.version.split()[0]}
+    for dist in ("watchkeeper", "ansible-core", "ansible-runner"):
+        try:
+            found[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            found[dist] = "unknown"
+    return found
+
+
+def default_runs_dir() -> Path:
+    return state_dir() / "runs"
+
+
+def _secret_values(inventory: Inventory | None) -> list[str]:
+    values: list[str] = []
+    if inventory is None:
+        return values
+    for cluster in inventory.clusters:
+        for _, ref in cluster.secrets():
+            try:
+                values.append(ref.resolve())
+            except WatchkeeperError:
+                continue  # unresolved: nothing to scrub
+    return values
+
+
+def _gate_steps(
+    phase: Phase, gates: Sequence[Gate], ctx: RunContext, record: StepRecorder
+) -> list[Step]:
+    failed: list[Step] = []
+    for gate in gates:
+        for cluster in ctx.clusters:
+            start = now()
+            try:
+                outcome = gate.check(ctx, cluster)
+                status = "ok" if outcome.ok else "failed"
+                message = outcome.evidence
+            except Exception as exc:  # a gate that cannot decide is a failed gate
+                status, message = "failed", f"{type(exc).__name__}: {exc}"
+            step = Step(phase, cluster.name, gate.name, start, now(), status, message=message)  # type: ignore[arg-type]
+            record.add(step)
+            if step.failed:
+                failed.append(step)
+    return failed
+
+
+def _check_requires(runbook: type[Runbook], inventory: Inventory,
+                    clusters: Sequence[ClusterConfig]) -> None:
+    problems = []
+    for cluster in clusters:
+        for name in runbook.requires:
+            value = getattr(cluster, name)
+            if value is None or value == "" or value == ():
+                problems.append(Problem(cluster.name, f"wk_{name}",
+                                        f"a value (runbook {runbook.name} needs it)", "nothing",
+                                        str(inventory.path)))
+    if problems:
+        raise InventoryError(problems)
+
+
+def run(
+    runbook: type[Runbook],
+    options: RunOptions,
+    events: RunEvents | None = None,
+    cancel: threading.Event | None = None,
+) -> Result:
+    """Run `runbook` with `options`. Never raises for a failed run: the Result says how it
+    ended and the journal says why. Ctrl-C (the `cancel` event) ends as `interrupted` and the
+    rollback still runs."""
+    events = events or RunEvents()
+    cancel = cancel or threading.Event()
+    run_id = new_run_id()
+    run_dir = (options.run_dir or default_runs_dir() / f"{runbook.name}-{run_id}").resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    started = now()
+    record = StepRecorder(on_step=events.on_step)
+    inventory: Inventory | None = None
+    clusters: tuple[ClusterConfig, ...] = ()
+    status: RunStatus = "failed"
+    exit_code = EXIT_FAILED
+    message = ""
+    params_view: Mapping[str, Any] = dict(options.params)
+
+    def phase(name: str) -> None:
+        try:
+            events.on_phase(name)
+        except Exception:
+            pass
+
+    try:
+        phase("validate")
+        try:
+            params = runbook.Params.model_validate(dict(options.params))
+        except ValidationError as exc:
+            details = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'params'}: {e['msg']}"
+                for e in exc.errors()
+            )
+            raise UsageError(f"bad parameter for {runbook.name}: {details}"
+                             f" (see `watchkeeper describe {runbook.name}`)") from exc
+        params_view = params.model_dump(mode="json")
+        inventory = load_inventory(options.inventory)
+        clusters = inventory.select(options.limit)
+        if not clusters:
+            raise UsageError(f"--limit {options.limit!r} selects no cluster")
+        _check_requires(runbook, inventory, clusters)
+        ctx = RunContext(run_id, params, inventory, clusters, options.check)
+        start = now()
+        try:
+            runbook().validate(ctx)
+        except PreconditionFailed as exc:
+            record.add(Step("validate", "-", "validate", start, now(), "failed", message=str(exc)))
+            raise
+        record.add(Step("validate", "-", "validate", start, now(), "ok",
+                        message=f"{len(clusters)} cluster(s), inventory {inventory.digest[:19]}"))
+
+        take_lock = runbook.mutating and not options.check
+        lock_ctx = cluster_locks(clusters, runbook.name, run_id) if take_lock else _no_lock()
+        with lock_ctx:
+            status, exit_code = _run_locked(
+                runbook, options, ctx, run_dir, record, phase, cancel
+            )
+    except WatchkeeperError as exc:
+        message = str(exc)
+        exit_code = exc.exit_code
+        status = "failed"
+        if isinstance(exc, LockedError | PreconditionFailed | InventoryError | UsageError):
+            log.info("%s: %s", runbook.name, exc)
+    except KeyboardInterrupt:
+        status, exit_code, message = "interrupted", EXIT_INTERRUPTED, "interrupted before the playbook"
+
+    if cancel.is_set() and status != "successful":
+        status, exit_code = "interrupted", EXIT_INTERRUPTED
+    steps = tuple(record.steps)
+    if not message and status != "successful":
+        message = _summary(steps, status)
+    redactor = Redactor(_secret_values(inventory))
+    journal = Journal(
+        runbook=runbook.name,
+        run_id=run_id,
+        status=status,
+        exit_code=exit_code,
+        started=started,
+        ended=now(),
+        check_mode=options.check,
+        limit=options.limit,
+        params=redactor.data(params_view),
+        inventory={"path": str(options.inventory), "digest": inventory.digest if inventory else ""},
+        versions=versions(),
+        clusters=cluster_outcomes([c.name for c in clusters], steps),
+        steps=tuple(
+            replace(s, message=redactor.text(s.message)) for s in steps
+        ),
+        message=redactor.text(message),
+        run_dir=str(run_dir),
+    )
+    journal.write(run_dir / "journal.json")
+    write_reports(journal, run_dir)
+    if clusters:
+        record_run(
+            runbook.name, journal.clusters, journal.started.timestamp(), journal.ended.timestamp(),
+            options.textfile_dir or state_dir() / "metrics", options.pushgateway,
+        )
+    scrubbed = redactor.scrub_tree(run_dir)
+    if scrubbed:
+        log.info("redacted secret values from %d file(s) of %s", scrubbed, run_dir)
+    return Result(status, exit_code, journal.clusters, run_dir, journal)
+
+
+class _no_lock:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _summary(steps: Sequence[Step], status: str) -> str:
+    failed = [s for s in steps if s.failed]
+    if not failed:
+        return status
+    first = failed[0]
+    more = f" (+{len(failed) - 1} more)" if len(failed) > 1 else ""
+    return f"{first.cluster}: {first.name}: {first.message or first.status}{more}"
+
+
+def _run_locked(
+    runbook: type[Runbook],
+    options: RunOptions,
+    ctx: RunContext,
+    run_dir: Path,
+    record: StepRecorder,
+    phase: Callable[[str], None],
+    cancel: threading.Event,
+) -> tuple[RunStatus, int]:
+    if runbook.pre_gates:
+        phase("pre-gate")
+        if _gate_steps("pre-gate", runbook.pre_gates, ctx, record):
+            raise PreconditionFailed(
+                f"a pre-gate failed; nothing was changed (see {run_dir / 'report.md'})"
+            )
+
+    limit = ",".join(c.name for c in ctx.clusters)
+    extravars = {
+        "wk_run_id": ctx.run_id,
+        "wk_check_mode": options.check,
+        **runbook().extravars(ctx),
+    }
+
+    def playbook(name: str, ident: str, phase_name: Phase) -> PlaybookOutcome:
+        return run_playbook(
+            PlaybookRun(
+                playbook=_resolve_playbook(name),
+                inventory=ctx.inventory.path,
+                private_data_dir=run_dir / "ansible",
+                ident=ident,
+                phase=phase_name,
+                limit=limit,
+                extravars=extravars,
+                check=options.check,
+                diff=options.diff,
+                forks=options.forks,
+                timeout=options.timeout,
+            ),
+            on_step=record.add,
+            cancel=cancel if phase_name == "playbook" else None,
+        )
+
+    phase("playbook")
+    outcome = playbook(runbook.playbook, "main", "playbook")
+    status: RunStatus = outcome.status
+    if status == "canceled" and cancel.is_set():
+        status = "interrupted"
+    gate_failed = False
+    if status == "successful" and runbook.post_gates:
+        phase("post-gate")
+        gate_failed = bool(_gate_steps("post-gate", runbook.post_gates, ctx, record))
+    needs_rollback = status != "successful" or gate_failed
+    if needs_rollback and runbook.rollback_playbook and not options.check:
+        phase("rollback")
+        # The rollback is not cancellable: a second Ctrl-C must not leave a half rollback.
+        rollback = playbook(runbook.rollback_playbook, "rollback", "rollback")
+        if rollback.status != "successful":
+            log.error("rollback of %s ended %s", runbook.name, rollback.status)
+    if status == "successful" and gate_failed:
+        return "failed", EXIT_GATE
+    codes = {"successful": EXIT_OK, "interrupted": EXIT_INTERRUPTED}
+    return status, codes.get(status, EXIT_FAILED)
+
+
+def _resolve_playbook(name: str) -> Path:
+    path = Path(name)
+    return path if path.is_absolute() else playbook_path(name)
+

@@ -1,0 +1,47 @@
+"""The registry of runbooks: watchkeeper's own, plus site runbooks from entry points
+(group `watchkeeper.runbooks`) or modules named in WATCHKEEPER_RUNBOOK_MODULES."""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import os
+from importlib import metadata
+
+from runbooks.errors import UsageError
+from runbooks.model import Runbook
+
+BUILTIN = ("runbooks.ping", "runbooks.status")
+
+
+def _modules() -> list[str]:
+    names = list(BUILTIN)
+    names += [m for m in os.environ.get("WATCHKEEPER_RUNBOOK_MODULES", "").split(",") if m]
+    names += [ep.value for ep in metadata.entry_points(group="watchkeeper.runbooks")]
+    return names
+
+
+def all_runbooks() -> dict[str, type[Runbook]]:
+    """Every registered runbook by name. A module registers the Runbook subclasses it defines
+    at top level."""
+    found: dict[str, type[Runbook]] = {}
+    for module_name in _modules():
+        module = importlib.import_module(module_name)
+        for value in vars(module).values():
+            if (
+                isinstance(value, type)
+                and issubclass(value, Runbook)
+                and value is not Runbook
+                and value.__module__ == module.__name__
+            ):
+                found[value.name] = value
+    return dict(sorted(found.items()))
+
+
+def get(name: str) -> type[Runbook]:
+    runbooks = all_runbooks()
+    if name in runbooks:
+        return runbooks[name]
+    close = difflib.get_close_matches(name, list(runbooks), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise UsageError(f"no runbook named {name!r}{hint} (`watchkeeper list` shows them all)")
