@@ -70,6 +70,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--pushgateway", default=os.environ.get("WATCHKEEPER_PUSHGATEWAY"))
     p.add_argument("--vault-password-file", type=Path, default=None)
     p.add_argument("--output", choices=("text", "json"), default="text")
+    p.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS,
+                   help="more logging (also accepted before the command)")
 
     inv = sub.add_parser("inventory", help="check or show an inventory")
     inv_sub = inv.add_subparsers(dest="inventory_command", required=True, metavar="ACTION")
@@ -272,7 +274,7 @@ def cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
                   f" {journal.duration:.1f}s: " + ", ".join(
                       f"{k}={v}" for k, v in result.clusters.items()))
         if journal.message and not result.successful:
-            out.print(f"  {journal.message}", markup=False)
+            err.print(f"  {journal.message}", markup=False)
         out.print(f"  report: {result.run_dir / 'report.md'}")
     return result.exit_code
 

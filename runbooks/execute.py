@@ -160,13 +160,16 @@ def run(
     events: RunEvents | None = None,
     cancel: threading.Event | None = None,
 ) -> Result:
-    """Run `runbook` with `options`. Never raises for a failed run: the Result says how it
-    ended and the journal says why. Ctrl-C (the `cancel` event) ends as `interrupted` and the
+    """Run `runbook` with `options`. Never raises for a failed run (only for a run directory
+    that cannot be used): the Result says how it ended and the journal says why. Ctrl-C (the `cancel` event) ends as `interrupted` and the
     rollback still runs."""
     events = events or RunEvents()
     cancel = cancel or threading.Event()
     run_id = new_run_id()
     run_dir = (options.run_dir or default_runs_dir() / f"{runbook.name}-{run_id}").resolve()
+    if run_dir.is_dir() and any(run_dir.iterdir()):
+        # ansible-runner would reuse env/ files of the earlier run: never mix two runs.
+        raise UsageError(f"--run-dir {run_dir} is not empty; give a new directory")
     run_dir.mkdir(parents=True, exist_ok=True)
     started = now()
     record = StepRecorder(on_step=events.on_step)
@@ -330,7 +333,14 @@ def _run_locked(
     gate_failed = False
     if status == "successful" and runbook.post_gates:
         phase("post-gate")
-        gate_failed = bool(_gate_steps("post-gate", runbook.post_gates, ctx, record))
+        if options.check:
+            # Nothing changed, so there is no after-state to verify.
+            for gate in runbook.post_gates:
+                stamp = now()
+                record.add(Step("post-gate", "-", gate.name, stamp, stamp, "skipped",
+                                message="check mode: nothing changed to verify"))
+        else:
+            gate_failed = bool(_gate_steps("post-gate", runbook.post_gates, ctx, record))
     needs_rollback = status != "successful" or gate_failed
     if needs_rollback and runbook.rollback_playbook and not options.check:
         phase("rollback")
