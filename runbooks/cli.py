@@ -146,7 +146,8 @@ def cmd_list(args: argparse.Namespace, out: Console) -> int:
 def cmd_describe(args: argparse.Namespace, out: Console) -> int:
     r = registry.get(args.name)
     out.print(f"[bold]{r.name}[/]: {r.summary}")
-    out.print(f"  kind:      {'mutating (takes a per-cluster lock)' if r.mutating else 'read-only'}")
+    kind = "mutating (takes a per-cluster lock)" if r.mutating else "read-only"
+    out.print(f"  kind:      {kind}")
     out.print(f"  playbook:  playbooks/{r.playbook}")
     out.print(f"  changes:   {r.changes}")
     out.print(f"  rollback:  {r.rollback}"
@@ -168,13 +169,11 @@ def cmd_describe(args: argparse.Namespace, out: Console) -> int:
     return 0
 
 
-def _print_problems(problems: Sequence[Any], out: Console) -> None:
-    table = Table(box=None, header_style="bold")
-    for column in ("cluster", "field", "expected", "found", "file"):
-        table.add_column(column, overflow="fold")
+def _print_problems(problems: Sequence[Any], err: Console) -> None:
+    # One plain line per problem (no table): greppable, never folded by terminal width.
     for p in problems:
-        table.add_row(p.cluster, p.field, p.expected, p.found, p.source)
-    out.print(table)
+        err.print(f"  {p.cluster}: {p.field}: expected {p.expected}; found {p.found}"
+                  f"  [{p.source}]", markup=False, soft_wrap=True)
 
 
 def cmd_inventory(args: argparse.Namespace, out: Console, err: Console) -> int:

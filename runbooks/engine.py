@@ -199,7 +199,8 @@ def run_playbook(
         "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
         **run.envvars,
     }
-    log.debug("running %s (ident %s) limit=%r check=%s", run.playbook, run.ident, run.limit, run.check)
+    log.debug("running %s (ident %s) limit=%r check=%s",
+              run.playbook, run.ident, run.limit, run.check)
     started = now()
     runner = ansible_runner.run(
         private_data_dir=str(run.private_data_dir),

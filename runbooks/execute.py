@@ -7,6 +7,7 @@ reports and the run metrics, whatever happened.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets as _random
 import sys
@@ -161,8 +162,8 @@ def run(
     cancel: threading.Event | None = None,
 ) -> Result:
     """Run `runbook` with `options`. Never raises for a failed run (only for a run directory
-    that cannot be used): the Result says how it ended and the journal says why. Ctrl-C (the `cancel` event) ends as `interrupted` and the
-    rollback still runs."""
+    that cannot be used): the Result says how it ended and the journal says why. Ctrl-C (the
+    `cancel` event) ends as `interrupted` and the rollback still runs."""
     events = events or RunEvents()
     cancel = cancel or threading.Event()
     run_id = new_run_id()
@@ -181,10 +182,8 @@ def run(
     params_view: Mapping[str, Any] = dict(options.params)
 
     def phase(name: str) -> None:
-        try:
+        with contextlib.suppress(Exception):  # a faulty handler never breaks a run
             events.on_phase(name)
-        except Exception:
-            pass
 
     try:
         phase("validate")
@@ -226,7 +225,8 @@ def run(
         if isinstance(exc, LockedError | PreconditionFailed | InventoryError | UsageError):
             log.info("%s: %s", runbook.name, exc)
     except KeyboardInterrupt:
-        status, exit_code, message = "interrupted", EXIT_INTERRUPTED, "interrupted before the playbook"
+        status, exit_code = "interrupted", EXIT_INTERRUPTED
+        message = "interrupted before the playbook"
 
     if cancel.is_set() and status != "successful":
         status, exit_code = "interrupted", EXIT_INTERRUPTED

@@ -76,8 +76,8 @@ def _to_secret(value: Any) -> SecretRef:
         return SecretRef(kind="env", name=value["env"])
     if isinstance(value, str):
         raise ValueError(
-            "a plain-text secret; write a reference instead: {env: VAR_NAME} or an"
-            " Ansible Vault value (!vault)"
+            "a secret reference ({env: VAR_NAME} or an Ansible Vault value), never a"
+            " plain-text secret"
         )
     raise ValueError("a secret reference: {env: VAR_NAME} or an Ansible Vault value (!vault)")
 
@@ -307,7 +307,7 @@ def _read_yaml_keys(file: Path) -> set[str]:
     # Vault tags must not stop us from reading which keys a file sets.
     _Loader.add_constructor("!vault", lambda loader, node: "!vault")
     try:
-        data = yaml.load(file.read_text(), Loader=_Loader)  # noqa: S506 - SafeLoader subclass
+        data = yaml.load(file.read_text(), Loader=_Loader)
     except (OSError, yaml.YAMLError):
         return set()
     return set(data) if isinstance(data, dict) else set()
@@ -351,12 +351,19 @@ def validate_hosts(
             for err in exc.errors():
                 loc = [str(p) for p in err["loc"]]
                 variable = PREFIX + loc[0]
+                expected = _expected(err)
+                if err["type"] == "missing":
+                    found = "nothing"
+                elif "secret" in expected:
+                    found = "a plain value (not shown: it may be a real secret)"
+                else:
+                    found = _describe(err.get("input"))
                 problems.append(
                     Problem(
                         cluster=host.name,
                         field=".".join([variable, *loc[1:]]),
-                        expected=_expected(err),
-                        found=_describe(err.get("input")) if err["type"] != "missing" else "nothing",
+                        expected=expected,
+                        found=found,
                         source=_origin(path, host, variable),
                     )
                 )
@@ -368,7 +375,7 @@ def validate_hosts(
 
 def _expected(err: Mapping[str, Any]) -> str:
     message = str(err.get("msg", ""))
-    for prefix in ("Value error, ", "Assertion failed, "):
+    for prefix in ("Value error, ", "Assertion failed, ", "Input should be "):
         if message.startswith(prefix):
             return message[len(prefix) :]
     return message[:1].lower() + message[1:]
@@ -380,14 +387,16 @@ def _role_problems(path: Path, host: _RawHost, config: ClusterConfig) -> list[Pr
 
     def need(variable: str, expected: str) -> None:
         problems.append(
-            Problem(host.name, PREFIX + variable, expected, "nothing", _origin(path, host, variable))
+            Problem(host.name, PREFIX + variable, expected, "nothing",
+                    _origin(path, host, variable))
         )
 
     if config.role == "workload":
         if config.agent_url is None:
             need("agent_url", "the Prometheus Agent URL of a workload cluster")
         if config.receive_remote_write_url is None:
-            need("receive_remote_write_url", "where the agent remote-writes (…:19291/api/v1/receive)")
+            need("receive_remote_write_url",
+                 "where the agent remote-writes (…:19291/api/v1/receive)")
     if config.role == "observability" and not config.receive_http_urls:
         need("receive_http_urls", "the receivers' HTTP URLs (port 10902) of the central cluster")
     if (config.s3_access_key is None) != (config.s3_secret_key is None):

@@ -6,6 +6,7 @@ duration and status. The journal is written even when a run fails before the pla
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import re
@@ -180,7 +181,5 @@ class StepRecorder:
     def add(self, step: Step) -> None:
         self.steps.append(step)
         if self.on_step is not None:
-            try:
+            with contextlib.suppress(Exception):  # a faulty handler never breaks a run
                 self.on_step(step)
-            except Exception:  # a faulty progress handler never breaks a run
-                pass

@@ -57,7 +57,9 @@ class FileLock:
     """A JSON lock file created with O_EXCL; stale when its holder's PID is gone (same host)
     or its expiry passed (another host)."""
 
-    def __init__(self, cluster: str, holder: Holder, ttl: int = DEFAULT_TTL, root: Path | None = None):
+    def __init__(
+        self, cluster: str, holder: Holder, ttl: int = DEFAULT_TTL, root: Path | None = None
+    ):
         directory = root or state_dir() / "locks"
         directory.mkdir(parents=True, exist_ok=True)
         self.path = directory / f"{cluster}.lock"

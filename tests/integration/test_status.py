@@ -118,7 +118,7 @@ def test_stopped_receiver_fails_status_with_reason(
         journal = json.loads((run_dir / "journal.json").read_text())
         assert journal["status"] == "failed"
         assert journal["clusters"] == {"k8s-cluster-01": "failed"}
-        evaluate = [s for s in journal["steps"] if s["name"].startswith("Evaluate")][0]
+        evaluate = next(s for s in journal["steps"] if s["name"].startswith("Evaluate"))
         checks = {c["name"]: c for c in evaluate["checks"]}
         queue = checks["remote write receiver"]
         assert queue["status"] == "fail"
