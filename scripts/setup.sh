@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Set up a fresh Debian machine for watchkeeper: system packages, a virtualenv, the package.
+# Idempotent: a second run only checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v prometheus >/dev/null || need_apt+=(prometheus)
+command -v prometheus-alertmanager >/dev/null || need_apt+=(prometheus-alertmanager)
+command -v unzip >/dev/null || need_apt+=(unzip)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "setup: installing ${need_apt[*]} from Debian"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null || PY=python3
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv with $($PY --version)"
+  "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip
+# WATCHKEEPER_EDITABLE=1 for development; CI installs the wheel as users do.
+if [ "${WATCHKEEPER_EDITABLE:-0}" = 1 ]; then
+  .venv/bin/python -m pip install -q -e ".[dev]"
+else
+  .venv/bin/python -m pip install -q ".[dev]"
+fi
+echo "setup: $(.venv/bin/watchkeeper --help >/dev/null && echo ok) ($(.venv/bin/python -c 'import runbooks; print(runbooks.__file__)'))"
