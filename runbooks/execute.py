@@ -41,10 +41,7 @@ from runbooks.journal import (
     cluster_outcomes,
     now,
 )
-from runbooks.lock import cluster_locks
-from runbooks.metrics import record_run
 from runbooks.model import Gate, Runbook, RunContext
-from runbooks.report import write_reports
 
 log = logging.getLogger(__name__)
 
@@ -212,6 +209,8 @@ def run(
         record.add(Step("validate", "-", "validate", start, now(), "ok",
                         message=f"{len(clusters)} cluster(s), inventory {inventory.digest[:19]}"))
 
+        from runbooks.lock import cluster_locks
+
         take_lock = runbook.mutating and not options.check
         lock_ctx = cluster_locks(clusters, runbook.name, run_id) if take_lock else _no_lock()
         with lock_ctx:
@@ -254,6 +253,10 @@ def run(
         run_dir=str(run_dir),
     )
     journal.write(run_dir / "journal.json")
+    # Imported late: jinja2 and prometheus_client are not needed before the run ends.
+    from runbooks.metrics import record_run
+    from runbooks.report import write_reports
+
     write_reports(journal, run_dir)
     if clusters:
         record_run(

@@ -262,6 +262,55 @@ def _load_raw(path: Path) -> tuple[list[_RawHost], dict[str, tuple[str, ...]]]:
     return hosts, groups
 
 
+_CACHE_VERSION = "1"
+
+
+def _cache_key(source: Path) -> str | None:
+    """A content hash of a static YAML inventory, or None when it must not be cached
+    (scripts or plugins, Ansible Vault values)."""
+    base = source if source.is_dir() else source.parent
+    files = [source] if source.is_file() else []
+    for directory in (base / "group_vars", base / "host_vars") if source.is_file() else (source,):
+        if directory.is_dir():
+            files += sorted(p for p in directory.rglob("*") if p.is_file())
+    digest = hashlib.sha256(_CACHE_VERSION.encode())
+    for file in files:
+        if file.suffix not in (".yml", ".yaml", ".json") or os.access(file, os.X_OK):
+            return None
+        raw = file.read_bytes()
+        if b"$ANSIBLE_VAULT" in raw:
+            return None
+        digest.update(str(file).encode() + b"\0" + raw + b"\0")
+    return digest.hexdigest()
+
+
+def _load_raw_cached(source: Path) -> tuple[list[_RawHost], dict[str, tuple[str, ...]]]:
+    """Ansible's inventory code costs ~0.3 s of imports and parsing per run; a static YAML
+    inventory whose bytes did not change resolves to the same variables, so reuse them."""
+    from runbooks.collection import state_dir
+
+    key = _cache_key(source)
+    if key is None:
+        return _load_raw(source)
+    cache = state_dir() / "inventory-cache" / f"{key}.json"
+    try:
+        data = json.loads(cache.read_text())
+        hosts = [_RawHost(h["name"], h["variables"], h["groups"]) for h in data["hosts"]]
+        return hosts, {k: tuple(v) for k, v in data["groups"].items()}
+    except (OSError, ValueError, KeyError):
+        pass
+    hosts, groups = _load_raw(source)
+    try:
+        payload = {"hosts": [h.__dict__ for h in hosts], "groups": groups}
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(payload))
+        tmp.replace(cache)
+    except (OSError, TypeError, ValueError):
+        pass  # not JSON-able (e.g. a custom tag): just do not cache
+    return hosts, groups
+
+
 def _load_vault_secrets(loader: Any) -> None:
     password_file = os.environ.get("ANSIBLE_VAULT_PASSWORD_FILE")
     if not password_file:
@@ -423,7 +472,7 @@ def check_inventory(path: str | os.PathLike[str]) -> tuple[Inventory | None, lis
         )
         return None, [problem]
     try:
-        hosts, groups = _load_raw(source)
+        hosts, groups = _load_raw_cached(source)
     except Exception as exc:  # ansible parse errors carry their own detail
         return None, [Problem("-", "-", "a parseable Ansible inventory", str(exc), str(source))]
     if not hosts:
