@@ -24,8 +24,8 @@ def write_inventory(root: Path, pair: PromPair, count: int) -> Path:
     root.mkdir(parents=True)
     lines = ["all:", "  vars:", "    ansible_connection: local",
              f"    wk_agent_url: {pair.agent_url}",
-             "    wk_agent_auth: {username: %s, password: {env: WK_TEST_AGENT_PASSWORD}}"
-             % AGENT_USER,
+             f"    wk_agent_auth: {{username: {AGENT_USER},"
+             " password: {env: WK_TEST_AGENT_PASSWORD}}",
              f"    wk_receive_remote_write_url: {pair.receiver_url}/api/v1/write",
              f"    wk_receive_http_urls: [{pair.receiver_url}]",
              "  hosts:"]

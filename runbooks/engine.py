@@ -168,11 +168,6 @@ def run_playbook(
 ) -> PlaybookOutcome:
     """Run one playbook to its end (or until cancelled / timed out)."""
     import ansible_runner  # the one import of ansible_runner in watchkeeper
-    import ptyprocess
-
-    # ansible-runner closes the pty only after the playbook exited; ptyprocess would still
-    # sleep `delayafterclose` (0.1 s) before checking the child, on every run.
-    ptyprocess.PtyProcess.delayafterclose = 0.0
 
     run.private_data_dir.mkdir(parents=True, exist_ok=True)
     steps: list[Step] = []

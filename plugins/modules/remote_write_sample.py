@@ -13,6 +13,9 @@ description:
   - Read-only; runs the same in check mode.
   - Two samples taken some seconds apart give rates; I(not_before) makes the second sample wait
     until the window has passed (and not at all when it already has, as on a large inventory).
+  - With a local connection (every watchkeeper inventory) the action plugin of the same name
+    runs the sampling inside the controller's worker, saving a Python start per cluster; other
+    connections run this module on the target host.
 version_added: 0.1.0
 author: watchkeeper maintainers
 options:
@@ -70,63 +73,16 @@ remote_write_error:
   returned: when remote_write_url is set
 """
 
-import time
-
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.watchkeeper.platform.plugins.module_utils import promhttp, promtext
-from ansible_collections.watchkeeper.platform.plugins.module_utils.remote_write import (
-    AGENT_METRICS,
-    RECEIVER_METRICS,
+from ansible_collections.watchkeeper.platform.plugins.module_utils.sampling import (
+    ARGUMENT_SPEC,
+    sample,
 )
-
-ARGUMENT_SPEC = dict(
-    agent_url=dict(type="str"),
-    agent_username=dict(type="str"),
-    agent_password=dict(type="str", no_log=True),
-    receiver_urls=dict(type="list", elements="str", default=[]),
-    remote_write_url=dict(type="str"),
-    not_before=dict(type="float"),
-    timeout=dict(type="float", default=5.0),
-)
-
-
-def sample_endpoint(url, names, timeout, username=None, password=None):
-    """Readiness plus the wanted metrics of one endpoint; errors become `detail`."""
-    base = url.rstrip("/")
-    ready = promhttp.get(base + "/-/ready", timeout, username, password)
-    result = {"url": base, "ready": ready.ok, "detail": ready.error, "samples": {}}
-    metrics = promhttp.get(base + "/metrics", timeout, username, password)
-    if metrics.ok:
-        try:
-            result["samples"] = promtext.parse(metrics.body, names)
-        except ValueError as exc:
-            result["detail"] = result["detail"] or "unparseable /metrics: %s" % exc
-    elif not result["detail"]:
-        result["detail"] = "/metrics: " + metrics.error
-    return result
-
-
-def run(params):
-    """Take the sample. Pure I/O; no Ansible objects, so it is callable from tests."""
-    if params.get("not_before"):
-        delay = params["not_before"] - time.time()
-        if delay > 0:
-            time.sleep(min(delay, 300))
-    result = {"changed": False, "sampled_at": time.time(), "receivers": []}
-    if params.get("agent_url"):
-        result["agent"] = sample_endpoint(params["agent_url"], AGENT_METRICS, params["timeout"],
-                                          params.get("agent_username"),
-                                          params.get("agent_password"))
-    for url in params.get("receiver_urls") or []:
-        result["receivers"].append(sample_endpoint(url, RECEIVER_METRICS, params["timeout"]))
-    if params.get("remote_write_url"):
-        result["remote_write_error"] = promhttp.tcp_probe(params["remote_write_url"])
-    return result
 
 
 def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
-    module.exit_json(**run(module.params))
+    module.exit_json(**sample(module.params))
 
 
 if __name__ == "__main__":
