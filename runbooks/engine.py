@@ -131,8 +131,6 @@ def event_to_step(event: Mapping[str, Any], phase: Phase) -> Step | None:
         return None
     data = event.get("event_data") or {}
     res = data.get("res") or {}
-    if status == "failed" and data.get("ignore_errors"):
-        status = "failed"  # still recorded as failed; the playbook chose to go on
     changed = bool(res.get("changed"))
     if status == "ok" and changed:
         status = "changed"

@@ -212,7 +212,11 @@ def run(
         from runbooks.lock import cluster_locks
 
         take_lock = runbook.mutating and not options.check
-        lock_ctx = cluster_locks(clusters, runbook.name, run_id) if take_lock else _no_lock()
+        lock_ctx = (
+            cluster_locks(clusters, runbook.name, run_id)
+            if take_lock
+            else contextlib.nullcontext()
+        )
         with lock_ctx:
             status, exit_code = _run_locked(
                 runbook, options, ctx, run_dir, record, phase, cancel
@@ -267,14 +271,6 @@ def run(
     if scrubbed:
         log.info("redacted secret values from %d file(s) of %s", scrubbed, run_dir)
     return Result(status, exit_code, journal.clusters, run_dir, journal)
-
-
-class _no_lock:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def _summary(steps: Sequence[Step], status: str) -> str:
