@@ -1,0 +1,69 @@
+"""The lab's own inventory, in the production schema (docs/inventory.md).
+
+Hosts: the two workload clusters (an agent each) and `observability` (receivers, query, store,
+Prometheus HA replica, Alertmanager, OpenSearch, S3, git). Secrets are references to the lab's
+environment (`watchkeeper lab env`), never values.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from runbooks.lab import topology
+from runbooks.lab.topology import Addresses
+
+
+def write_lab_inventory(directory: Path, a: Addresses, versions: dict[str, str],
+                        git_url: str) -> Path:
+    receivers_http = [f"http://{a.receiver(i)}:10902" for i in range(topology.RECEIVERS)]
+    receivers_grpc = [f"{a.receiver(i)}:10901" for i in range(topology.RECEIVERS)]
+    common = {
+        "ansible_connection": "local",
+        "wk_environment": "lab",
+        "wk_region": "loopback",
+        "wk_namespace": "monitoring",
+        "wk_query_url": f"http://{a.query}:10902",
+        "wk_receive_http_urls": receivers_http,
+        "wk_s3_endpoint": f"http://{a.s3}:9000",
+        "wk_s3_region": "us-east-1",
+        "wk_s3_bucket_blocks": topology.BLOCKS_BUCKET,
+        "wk_s3_bucket_backups": topology.BACKUPS_BUCKET,
+        "wk_s3_access_key": {"env": "WATCHKEEPER_LAB_S3_ACCESS_KEY"},
+        "wk_s3_secret_key": {"env": "WATCHKEEPER_LAB_S3_SECRET_KEY"},
+        "wk_versions": {k: versions[k] for k in sorted(versions)},
+        # Short lab windows: a stalled queue shows within a minute.
+        "wk_threshold_remote_write_lag_seconds": 60,
+        "wk_rto_target_seconds": 300,
+        "wk_rpo_target_seconds": 600,
+    }
+    hosts: dict[str, dict[str, object]] = {}
+    for i, cluster in enumerate(topology.CLUSTERS):
+        receiver = a.receiver(i % topology.RECEIVERS)
+        hosts[cluster] = {
+            "wk_role": "workload",
+            "wk_agent_url": f"http://{a.agent(i)}:9090",
+            "wk_receive_remote_write_url": f"http://{receiver}:19291/api/v1/receive",
+        }
+    hosts["observability"] = {
+        "wk_role": "observability",
+        "wk_receive_grpc_endpoints": receivers_grpc,
+        "wk_store_url": f"http://{a.store}:10902",
+        "wk_alertmanager_url": f"http://{a.alertmanager}:9093",
+        "wk_prometheus_url": f"http://{a.prometheus}:9090",
+        "wk_opensearch_url": f"http://{a.opensearch}:9200",
+        "wk_git_url": git_url,
+    }
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "group_vars").mkdir(exist_ok=True)
+    (directory / "host_vars").mkdir(exist_ok=True)
+    (directory / "hosts.yml").write_text(
+        "# Written by `watchkeeper lab up`; regenerated on every up.\n"
+        + yaml.safe_dump({"all": {"children": {"lab": {"hosts": {h: {} for h in hosts}}}}},
+                         sort_keys=False))
+    (directory / "group_vars" / "all.yml").write_text(yaml.safe_dump(common, sort_keys=False))
+    for host, values in hosts.items():
+        (directory / "host_vars" / f"{host}.yml").write_text(
+            yaml.safe_dump(values, sort_keys=False))
+    return directory

@@ -1,0 +1,153 @@
+"""The lab's topology: which component listens where, and the configuration files they read.
+
+Every "pod" gets its own loopback address, so receivers use the standard ports
+(19291 remote write, 10901 gRPC, 10902 HTTP) exactly as in a cluster. The /16 block is derived
+from the lab directory, so two labs never share an address.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+CLUSTERS = ("k8s-cluster-01", "k8s-cluster-02")
+RECEIVERS = 3
+REPLICATION_FACTOR = 2
+TENANT = "default-tenant"
+BLOCKS_BUCKET = "thanos-blocks"
+BACKUPS_BUCKET = "watchkeeper-backups"
+# Receivers cut a block when the head spans 1.5x this; 2m blocks upload within ~4 minutes.
+BLOCK_DURATION = "2m"
+
+
+@dataclass(frozen=True)
+class Addresses:
+    """Loopback addresses of one lab."""
+
+    prefix: str  # "127.N.M"
+
+    @classmethod
+    def for_lab(cls, lab_dir: Path) -> Addresses:
+        digest = hashlib.sha256(str(lab_dir.resolve()).encode()).digest()
+        # 127.1.x.y .. 127.254.x.y; 127.0.0.0/16 is left to everything else.
+        return cls(f"127.{1 + digest[0] % 254}.{digest[1]}")
+
+    def ip(self, last: int) -> str:
+        return f"{self.prefix}.{last}"
+
+    def receiver(self, index: int) -> str:
+        return self.ip(11 + index)
+
+    @property
+    def query(self) -> str:
+        return self.ip(20)
+
+    @property
+    def store(self) -> str:
+        return self.ip(21)
+
+    def agent(self, index: int) -> str:
+        return self.ip(31 + index)
+
+    def canary(self, index: int) -> str:
+        return self.ip(41 + index)
+
+    @property
+    def prometheus(self) -> str:
+        return self.ip(50)
+
+    @property
+    def alertmanager(self) -> str:
+        return self.ip(51)
+
+    @property
+    def s3(self) -> str:
+        return self.ip(60)
+
+    @property
+    def opensearch(self) -> str:
+        return self.ip(70)
+
+
+def hashring(addresses: Addresses, count: int = RECEIVERS) -> list[dict[str, object]]:
+    """One catch-all ring over every receiver's gRPC endpoint."""
+    return [{
+        "hashring": "default",
+        "tenants": [],
+        "endpoints": [f"{addresses.receiver(i)}:10901" for i in range(count)],
+    }]
+
+
+def hashring_bytes(addresses: Addresses, count: int = RECEIVERS) -> bytes:
+    return (json.dumps(hashring(addresses, count), indent=2) + "\n").encode()
+
+
+def objstore_yaml(bucket: str, endpoint: str, access_key: str, secret_key: str) -> str:
+    return (
+        "type: S3\n"
+        "config:\n"
+        f"  bucket: {bucket}\n"
+        f"  endpoint: {endpoint}\n"
+        f"  access_key: {access_key}\n"
+        f"  secret_key: {secret_key}\n"
+        "  insecure: true\n"
+        "  bucket_lookup_type: path\n"
+    )
+
+
+def agent_config(cluster: str, agent: str, canary: str, receiver_url: str) -> str:
+    return (
+        "global:\n"
+        "  scrape_interval: 5s\n"
+        f"  external_labels: {{cluster: {cluster}}}\n"
+        "scrape_configs:\n"
+        "  - job_name: prometheus-agent\n"
+        f"    static_configs: [{{targets: ['{agent}:9090']}}]\n"
+        "  - job_name: canary\n"
+        f"    static_configs: [{{targets: ['{canary}:8080']}}]\n"
+        "remote_write:\n"
+        f"  - url: {receiver_url}\n"
+        "    name: thanos-receive\n"
+        "    queue_config: {batch_send_deadline: 2s, max_backoff: 2s}\n"
+    )
+
+
+def prometheus_config(addresses: Addresses, rules: Path) -> str:
+    receivers = ", ".join(f"'{addresses.receiver(i)}:10902'" for i in range(RECEIVERS))
+    return (
+        "global:\n"
+        "  scrape_interval: 10s\n"
+        "  evaluation_interval: 10s\n"
+        "  external_labels: {cluster: observability, replica: prometheus-ha-0}\n"
+        f"rule_files: ['{rules}']\n"
+        "alerting:\n"
+        f"  alertmanagers: [{{static_configs: [{{targets: ['{addresses.alertmanager}:9093']}}]}}]\n"
+        "scrape_configs:\n"
+        "  - job_name: prometheus\n"
+        f"    static_configs: [{{targets: ['{addresses.prometheus}:9090']}}]\n"
+        "  - job_name: thanos-receive\n"
+        f"    static_configs: [{{targets: [{receivers}]}}]\n"
+        "  - job_name: alertmanager\n"
+        f"    static_configs: [{{targets: ['{addresses.alertmanager}:9093']}}]\n"
+    )
+
+
+RULES = """groups:
+  - name: watchkeeper-lab
+    rules:
+      - alert: WatchkeeperLabWatchdog
+        expr: vector(1)
+        labels: {severity: none}
+        annotations:
+          summary: Always firing, so the lab's Alertmanager has alert history.
+"""
+
+ALERTMANAGER = """route:
+  receiver: lab-null
+  group_wait: 5s
+  group_interval: 30s
+receivers:
+  - name: lab-null
+"""
