@@ -287,7 +287,7 @@ def cmd_lab(args: argparse.Namespace, out: Console, err: Console) -> int:
     if args.lab_command == "up":
         status = lab.up(progress=lambda line: err.print(f"[dim]lab:[/] {line}"))
     elif args.lab_command == "down":
-        lab.down(purge=args.purge)
+        lab.down(purge=args.purge, progress=lambda line: err.print(f"[dim]lab:[/] {line}"))
         out.print("lab stopped" + (" and purged" if args.purge else ""))
         return 0
     elif args.lab_command == "env":
@@ -316,8 +316,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.WARNING - 10 * min(args.verbose, 2),
         format="%(levelname)s %(name)s: %(message)s",
     )
-    out = Console(highlight=False)
-    err = Console(stderr=True, highlight=False)
+    # Piped output (CI logs, grep) must not be folded at rich's default 80 columns.
+    out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+    err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 200)
     try:
         if args.command == "list":
             return cmd_list(args, out)

@@ -37,3 +37,11 @@ def first_present(samples, *names):
         if name in samples:
             return name
     return None
+
+
+def maximum(samples, name):
+    """Largest value of `name` over all its series; None when the metric is absent."""
+    series = samples.get(name)
+    if not series:
+        return None
+    return max(v for _, v in series)

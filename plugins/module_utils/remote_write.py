@@ -11,6 +11,7 @@ from __future__ import absolute_import, annotations, division, print_function
 
 from ansible_collections.watchkeeper.platform.plugins.module_utils.promtext import (
     first_present,
+    maximum,
     total,
 )
 
@@ -35,8 +36,11 @@ AGENT_METRICS = SENT + FAILED + RETRIED + DROPPED + PENDING + (
 # Prometheus (and Thanos Receive's per-tenant TSDBs) count appended samples in the head;
 # the write-path histogram is the fallback where head metrics are not exported.
 APPENDED = ("prometheus_tsdb_head_samples_appended_total", "thanos_receive_write_samples_sum")
+# Prometheus exports the head's newest timestamp in seconds and in milliseconds; Thanos Receive
+# only in milliseconds, one series per tenant.
 HEAD_MAX_TIME = "prometheus_tsdb_head_max_time_seconds"
-RECEIVER_METRICS = APPENDED + (HEAD_MAX_TIME, "prometheus_tsdb_head_series")
+HEAD_MAX_TIME_MS = "prometheus_tsdb_head_max_time"
+RECEIVER_METRICS = APPENDED + (HEAD_MAX_TIME, HEAD_MAX_TIME_MS, "prometheus_tsdb_head_series")
 
 DEFAULTS = {
     "lag_seconds": 120.0,
@@ -190,6 +194,15 @@ def evaluate_agent(first, second, elapsed, thresholds, remote_write_error=""):
     return checks
 
 
+def newest_sample_seconds(samples):
+    """The newest sample timestamp in the head (any tenant), in seconds; None if unknown."""
+    seconds = maximum(samples, HEAD_MAX_TIME)
+    if seconds is None:
+        millis = maximum(samples, HEAD_MAX_TIME_MS)
+        seconds = millis / 1000.0 if millis is not None else None
+    return seconds
+
+
 def evaluate_receiver(first, second, elapsed, now, thresholds):
     """Checks for one receiver: readiness and ingestion (rate, newest sample age)."""
     t = thresholds_with_defaults(thresholds)
@@ -200,7 +213,7 @@ def evaluate_receiver(first, second, elapsed, now, thresholds):
                       " to other replicas")]
     checks = [check("receiver ready %s" % url, "ok", "/-/ready answered 200")]
     rate = _rate(first["samples"], second["samples"], APPENDED, elapsed) if first["ready"] else None
-    head_max = total(second["samples"], HEAD_MAX_TIME)
+    head_max = newest_sample_seconds(second["samples"])
     age = (now - head_max) if head_max and head_max > 0 else None
     evidence = "ingesting %s samples/s, newest sample %s old" % (_fmt(rate), _fmt(age, " s", 0))
     if age is not None and age > t["stale_ingest_seconds"]:

@@ -73,6 +73,7 @@ class Component:
     env: dict[str, str] = field(default_factory=dict)
     grace_seconds: float = 30.0
     user: str | None = None
+    cwd: Path | None = None
 
 
 def default_lab_dir() -> Path:
@@ -163,6 +164,8 @@ class Lab:
                 (thanos, "receive", f"--tsdb.path={d / 'data' / f'receive-{i}'}",
                  f"--grpc-address={ip}:10901", f"--http-address={ip}:10902",
                  f"--remote-write.address={ip}:19291",
+                 # v0.42 also listens for Cap'n Proto replication, on 0.0.0.0 by default.
+                 f"--receive.capnproto-address={ip}:19391",
                  f'--label=receive_replica="thanos-receive-{i}"',
                  f"--receive.local-endpoint={ip}:10901",
                  f"--receive.replication-factor={topology.REPLICATION_FACTOR}",
@@ -237,6 +240,7 @@ class Lab:
                  "OPENSEARCH_PATH_CONF": str(d / "opensearch" / "config"),
                  "OPENSEARCH_JAVA_OPTS": "-Xms384m -Xmx384m"},
             user=OPENSEARCH_USER if os.geteuid() == 0 else None,
+            cwd=d / "opensearch",
         ))
         return comps
 
@@ -280,10 +284,15 @@ class Lab:
         if not conf.exists():
             shutil.copytree(home / "config", conf)
             options = conf / "jvm.options"
-            # The heap comes from OPENSEARCH_JAVA_OPTS; drop the distribution's 1g default.
-            options.write_text("\n".join(
-                line for line in options.read_text().splitlines()
-                if not line.strip().startswith(("-Xms", "-Xmx"))) + "\n")
+            # The heap comes from OPENSEARCH_JAVA_OPTS (drop the 1g default); the GC log, heap
+            # dumps and error files go under the lab, not relative to the working directory.
+            lines = [line for line in options.read_text().splitlines()
+                     if not line.strip().startswith(("-Xms", "-Xmx"))]
+            text = "\n".join(lines) + "\n"
+            text = text.replace("file=logs/", f"file={base / 'logs'}/")
+            text = text.replace("HeapDumpPath=data", f"HeapDumpPath={base / 'data'}")
+            text = text.replace("ErrorFile=logs/", f"ErrorFile={base / 'logs'}/")
+            options.write_text(text)
         for sub in ("data", "logs", "snapshots"):
             (base / sub).mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
@@ -351,17 +360,21 @@ class Lab:
         records = state.setdefault("processes", {})
         existing = records.get(component.name)
         if existing and _record(existing).alive():
-            return
+            if existing.get("binary") == component.argv[0]:
+                return
+            progress(f"restarting {component.name}: its pinned binary changed")
+            stop(_record(existing), component.grace_seconds)
         argv: tuple[str, ...] = component.argv
         if component.user:
             user = pwd.getpwnam(component.user)
             argv = ("setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}",
                     "--clear-groups", *argv)
         progress(f"starting {component.name} on {component.address}")
-        record = start(argv, self.dir / "logs" / f"{component.name}.log", component.env)
+        record = start(argv, self.dir / "logs" / f"{component.name}.log", component.env,
+                       component.cwd)
         records[component.name] = record.to_dict() | {
             "address": component.address, "health_url": component.health_url,
-            "version": component.version,
+            "version": component.version, "binary": component.argv[0],
         }
 
     def _wait_healthy(self, components: list[Component], progress: Progress) -> None:
@@ -434,7 +447,7 @@ class Lab:
     def pids(self) -> list[int]:
         return [r["pid"] for r in self._load_state().get("processes", {}).values()]
 
-    def down(self, purge: bool = False) -> None:
+    def down(self, purge: bool = False, progress: Progress = lambda s: None) -> None:
         """Stop every process the lab recorded (receivers get time to flush), nothing else."""
         state = self._load_state()
         records = state.get("processes", {})
@@ -450,7 +463,11 @@ class Lab:
         for name in sorted(records, key=rank):
             raw = records[name]
             grace = 120.0 if name.startswith("thanos-receive") else 60.0
-            stop(_record(raw), grace)
+            record = _record(raw)
+            if record.alive():
+                began = time.monotonic()
+                stop(record, grace)
+                progress(f"stopped {name} (pid {record.pid}) in {time.monotonic() - began:.1f} s")
         state["processes"] = {}
         if self._state_path().exists():
             self._save_state(state)

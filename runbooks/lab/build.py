@@ -78,20 +78,24 @@ def _run(cmd: list[str], cwd: Path, logfile: Path, env: dict[str, str] | None = 
     return proc.stdout
 
 
-def _go_env(build_dir: Path) -> dict[str, str]:
+def _go_env(spec: Spec, build_dir: Path) -> dict[str, str]:
+    # A pinned toolchain (from the module proxy, like any module) where the program needs a
+    # newer Go than the machine's; otherwise the machine's own.
+    toolchain = str(spec.options.get("toolchain") or os.environ.get("GOTOOLCHAIN", "local"))
     return {"CGO_ENABLED": "0", "GOFLAGS": "-mod=mod", "GOWORK": "off",
-            "GOTOOLCHAIN": os.environ.get("GOTOOLCHAIN", "local"),
-            "GOBIN": str(build_dir / "gobin")}
+            "GOTOOLCHAIN": toolchain, "GOBIN": str(build_dir / "gobin")}
 
 
 def _build_go_wrapper(spec: Spec, dest: Path, workdir: Path, logfile: Path) -> None:
     """A wrapper module requiring the program, with the program's own replace directives."""
     module, package = spec.options["module"], spec.options["package"]
-    env = _go_env(workdir)
+    env = _go_env(spec, workdir)
     if not (workdir / "go.mod").exists():
         _run(["go", "mod", "init", f"local/watchkeeper-lab-{spec.name}"], workdir, logfile, env)
     info = json.loads(_run(["go", "mod", "download", "-json", f"{module}@{spec.version}"],
                            workdir, logfile, env))
+    if info.get("Error"):
+        raise LabError(f"{module}@{spec.version}: {info['Error']} (log {logfile})")
     upstream = json.loads(_run(["go", "mod", "edit", "-json", info["GoMod"]], workdir, logfile,
                                env))
     for replace in upstream.get("Replace") or []:
@@ -103,12 +107,13 @@ def _build_go_wrapper(spec: Spec, dest: Path, workdir: Path, logfile: Path) -> N
              workdir, logfile, env)
     _run(["go", "get", "-tool", f"{package}@{spec.version}"], workdir, logfile, env)
     ldflags = "-s -w " + str(spec.options.get("ldflags", "")).format(v=spec.version.lstrip("v"))
-    _run(["go", "build", "-trimpath", "-tags", "netgo", "-ldflags", ldflags, "-o",
+    tags = str(spec.options.get("tags", "netgo"))
+    _run(["go", "build", "-trimpath", "-tags", tags, "-ldflags", ldflags, "-o",
           str(dest), package], workdir, logfile, env)
 
 
 def _build_go_install(spec: Spec, dest: Path, workdir: Path, logfile: Path) -> None:
-    env = _go_env(workdir)
+    env = _go_env(spec, workdir)
     _run(["go", "install", "-trimpath", f"{spec.options['package']}@{spec.version}"], workdir,
          logfile, env)
     built = workdir / "gobin" / Path(spec.options["package"]).name

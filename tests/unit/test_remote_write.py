@@ -118,3 +118,14 @@ def test_evaluate_receiver(before, after, now, status):
 def test_parse_rejects_garbage():
     with pytest.raises(ValueError):
         promtext.parse("this is { not metrics\n")
+
+
+def test_receiver_age_from_thanos_per_tenant_milliseconds():
+    text = ('prometheus_tsdb_head_samples_appended_total{tenant="a",type="float"} %d\n'
+            'prometheus_tsdb_head_max_time{tenant="a"} 990000\n'
+            'prometheus_tsdb_head_max_time{tenant="b"} 1000000\n')
+    first = endpoint("http://r:10902", text % 100)
+    second = endpoint("http://r:10902", text % 600)
+    checks = evaluate_receiver(first, second, 5.0, 1003, {})
+    assert checks[-1]["status"] == "ok"
+    assert "newest sample 3 s old" in checks[-1]["evidence"]  # the newest tenant counts

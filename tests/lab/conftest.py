@@ -1,0 +1,29 @@
+"""The real lab, brought up once per test session in a lab directory of its own (binaries come
+from the shared cache, built on first use)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from runbooks.lab import Lab
+
+
+@pytest.fixture(scope="session")
+def lab() -> Iterator[Lab]:
+    # /var/tmp, not pytest's 0700 tmp: OpenSearch runs as an unprivileged user.
+    root = Path(tempfile.mkdtemp(prefix="wk-lab-test-", dir="/var/tmp"))
+    root.chmod(0o755)
+    instance = Lab(root / "lab")
+    try:
+        instance.up(progress=lambda line: print(f"lab: {line}", flush=True))
+        os.environ.update(instance.env())
+        yield instance
+    finally:
+        instance.down(purge=True)
+        shutil.rmtree(root, ignore_errors=True)
