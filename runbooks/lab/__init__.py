@@ -334,6 +334,7 @@ class Lab:
             self._ensure_running(component, state, progress)
             self._save_state(state)
         self._wait_healthy(components, progress)
+        self._wait_remote_write(progress)
         self._write_inventory(versions)
         seed.gitops_repo(self.dir / "git" / "platform.git", self.addresses)
         self._seed_opensearch(env)
@@ -398,6 +399,21 @@ class Lab:
             raise LabError(
                 f"not healthy after {HEALTH_DEADLINE:.0f} s: {', '.join(sorted(pending))}"
                 f" ({name}: {details.get(name)}); last lines of {name}'s log:\n{tail}")
+
+    def _wait_remote_write(self, progress: Progress, deadline_s: float = 90.0) -> None:
+        """Healthy is not enough for a demo: wait until every agent has delivered samples."""
+        deadline = time.monotonic() + deadline_s
+        pending = list(topology.CLUSTERS)
+        while pending and time.monotonic() < deadline:
+            for i, cluster in enumerate(topology.CLUSTERS):
+                if cluster in pending and _sent_timestamp(self.addresses.agent(i)) > 0:
+                    pending.remove(cluster)
+            if pending:
+                time.sleep(1.0)
+        if pending:
+            raise LabError(f"agents of {', '.join(pending)} have not delivered a sample in"
+                           f" {deadline_s:.0f} s: read {self.dir / 'logs'}/agent-*.log")
+        progress("remote write flowing from every agent")
 
     def _observability_cluster(self, env: dict[str, str]) -> Any:
         from runbooks.inventory import ClusterConfig, SecretRef
@@ -489,6 +505,19 @@ def _ensure_user(name: str) -> pwd.struct_passwd:
         subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
                         name], check=True, capture_output=True)
         return pwd.getpwnam(name)
+
+
+def _sent_timestamp(agent_ip: str) -> float:
+    """The agent's newest delivered sample time (0 when none yet or unreachable)."""
+    try:
+        with urllib.request.urlopen(f"http://{agent_ip}:9090/metrics", timeout=2) as response:
+            text = response.read().decode()
+    except OSError:
+        return 0.0
+    for line in text.splitlines():
+        if line.startswith("prometheus_remote_storage_queue_highest_sent_timestamp_seconds{"):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
 
 
 def _record(raw: dict[str, Any]) -> Record:
