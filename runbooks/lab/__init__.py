@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
 OPENSEARCH_USER = "watchkeeper-lab"
+#: The programs the data plane runs (versions.toml pins more, e.g. the control plane's).
+LAB_PROGRAMS = ["thanos", "minio", "opensearch", "prometheus", "alertmanager"]
 HEALTH_DEADLINE = 180.0
 
 
@@ -316,7 +318,7 @@ class Lab:
         self.dir.chmod(0o755)
         env = self._ensure_env()
         progress(f"lab directory {self.dir}, addresses {self.addresses.prefix}.0/24")
-        binaries = build.ensure_all(progress)
+        binaries = build.ensure_all(progress, LAB_PROGRAMS)
         state = self._load_state()
         versions = self._versions(binaries, state)
         self._write_configs(binaries["opensearch"])
@@ -345,6 +347,8 @@ class Lab:
         specs = build.load_specs()
         versions: dict[str, str] = dict(state.get("versions", {}))
         for name, spec in specs.items():
+            if name not in binaries:
+                continue
             if spec.source == "debian":
                 if name not in versions:
                     out = subprocess.run([str(binaries[name]), "--version"], capture_output=True,

@@ -112,6 +112,35 @@ def _build_go_wrapper(spec: Spec, dest: Path, workdir: Path, logfile: Path) -> N
           str(dest), package], workdir, logfile, env)
 
 
+def _build_go_k8s(spec: Spec, dest: Path, workdir: Path, logfile: Path) -> None:
+    """Kubernetes requires its staging modules at v0.0.0 (replaced by local paths in its own
+    tree); a wrapper maps each to the published v0.N.M that matches v1.N.M."""
+    module, package, staging = spec.options["module"], spec.options["package"], spec.options[
+        "staging"]
+    env = _go_env(spec, workdir)
+    if not (workdir / "go.mod").exists():
+        _run(["go", "mod", "init", f"local/watchkeeper-lab-{spec.name}"], workdir, logfile, env)
+    info = json.loads(_run(["go", "mod", "download", "-json", f"{module}@{spec.version}"],
+                           workdir, logfile, env))
+    if info.get("Error"):
+        raise LabError(f"{module}@{spec.version}: {info['Error']} (log {logfile})")
+    upstream = json.loads(_run(["go", "mod", "edit", "-json", info["GoMod"]], workdir, logfile,
+                               env))
+    for require in upstream.get("Require") or []:
+        if require["Path"].startswith("k8s.io/") and require["Version"] == "v0.0.0":
+            _run(["go", "mod", "edit", f"-replace={require['Path']}={require['Path']}@{staging}"],
+                 workdir, logfile, env)
+    _run(["go", "get", "-tool", f"{package}@{spec.version}"], workdir, logfile, env)
+    minor = spec.version.split(".")[1]
+    # As hack/lib/version.sh: tools that parse `--version` (and Helm's kubeVersion) need them.
+    ldflags = ["-s", "-w"]
+    for prefix in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"):
+        ldflags += [f"-X {prefix}.gitVersion={spec.version}", f"-X {prefix}.gitMajor=1",
+                    f"-X {prefix}.gitMinor={minor}", f"-X {prefix}.gitTreeState=clean"]
+    _run(["go", "build", "-trimpath", "-ldflags", " ".join(ldflags), "-o", str(dest), package],
+         workdir, logfile, env)
+
+
 def _build_go_install(spec: Spec, dest: Path, workdir: Path, logfile: Path) -> None:
     env = _go_env(spec, workdir)
     _run(["go", "install", "-trimpath", f"{spec.options['package']}@{spec.version}"], workdir,
@@ -135,7 +164,7 @@ def _fetch_maven(spec: Spec, dest: Path, workdir: Path, logfile: Path) -> None:
 
 
 _BUILDERS = {"go-wrapper": _build_go_wrapper, "go-install": _build_go_install,
-             "maven": _fetch_maven}
+             "go-k8s": _build_go_k8s, "maven": _fetch_maven}
 
 
 def _override(spec: Spec) -> Path | None:
