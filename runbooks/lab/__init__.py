@@ -175,8 +175,12 @@ class Lab:
                  "--receive.hashrings-algorithm=ketama",
                  "--receive.hashrings-file-refresh-interval=15s",
                  f"--objstore.config-file={d / 'config' / 'objstore.yml'}",
+                 # Short head blocks so uploads come within minutes. The max block duration
+                 # stays at its 2h default: receivers prune tenants every 2x max, and v0.42.x
+                 # can panic when that prune meets a tenant whose TSDB is still opening
+                 # (fixed upstream by thanos-io/thanos#8990, after v0.42.5); with 2m it ran
+                 # every 4 minutes, right at start-up.
                  f"--tsdb.min-block-duration={topology.BLOCK_DURATION}",
-                 f"--tsdb.max-block-duration={topology.BLOCK_DURATION}",
                  "--tsdb.retention=6h"),
                 f"http://{ip}:10902/-/ready", grace_seconds=120.0,
             ))
