@@ -86,18 +86,23 @@ def _go_env(spec: Spec, build_dir: Path) -> dict[str, str]:
             "GOTOOLCHAIN": toolchain, "GOBIN": str(build_dir / "gobin")}
 
 
-def _build_go_wrapper(spec: Spec, dest: Path, workdir: Path, logfile: Path) -> None:
-    """A wrapper module requiring the program, with the program's own replace directives."""
-    module, package = spec.options["module"], spec.options["package"]
-    env = _go_env(spec, workdir)
+def _wrapper_module(spec: Spec, workdir: Path, logfile: Path, env: dict[str, str]) -> Any:
+    """Create our wrapper module (once) and return the program's own go.mod, parsed."""
+    module = spec.options["module"]
     if not (workdir / "go.mod").exists():
         _run(["go", "mod", "init", f"local/watchkeeper-lab-{spec.name}"], workdir, logfile, env)
     info = json.loads(_run(["go", "mod", "download", "-json", f"{module}@{spec.version}"],
                            workdir, logfile, env))
     if info.get("Error"):
         raise LabError(f"{module}@{spec.version}: {info['Error']} (log {logfile})")
-    upstream = json.loads(_run(["go", "mod", "edit", "-json", info["GoMod"]], workdir, logfile,
-                               env))
+    return json.loads(_run(["go", "mod", "edit", "-json", info["GoMod"]], workdir, logfile, env))
+
+
+def _build_go_wrapper(spec: Spec, dest: Path, workdir: Path, logfile: Path) -> None:
+    """A wrapper module requiring the program, with the program's own replace directives."""
+    package = spec.options["package"]
+    env = _go_env(spec, workdir)
+    upstream = _wrapper_module(spec, workdir, logfile, env)
     for replace in upstream.get("Replace") or []:
         old, new = replace["Old"], replace["New"]
         if not new.get("Version"):
@@ -115,17 +120,9 @@ def _build_go_wrapper(spec: Spec, dest: Path, workdir: Path, logfile: Path) -> N
 def _build_go_k8s(spec: Spec, dest: Path, workdir: Path, logfile: Path) -> None:
     """Kubernetes requires its staging modules at v0.0.0 (replaced by local paths in its own
     tree); a wrapper maps each to the published v0.N.M that matches v1.N.M."""
-    module, package, staging = spec.options["module"], spec.options["package"], spec.options[
-        "staging"]
+    package, staging = spec.options["package"], spec.options["staging"]
     env = _go_env(spec, workdir)
-    if not (workdir / "go.mod").exists():
-        _run(["go", "mod", "init", f"local/watchkeeper-lab-{spec.name}"], workdir, logfile, env)
-    info = json.loads(_run(["go", "mod", "download", "-json", f"{module}@{spec.version}"],
-                           workdir, logfile, env))
-    if info.get("Error"):
-        raise LabError(f"{module}@{spec.version}: {info['Error']} (log {logfile})")
-    upstream = json.loads(_run(["go", "mod", "edit", "-json", info["GoMod"]], workdir, logfile,
-                               env))
+    upstream = _wrapper_module(spec, workdir, logfile, env)
     for require in upstream.get("Require") or []:
         if require["Path"].startswith("k8s.io/") and require["Version"] == "v0.0.0":
             _run(["go", "mod", "edit", f"-replace={require['Path']}={require['Path']}@{staging}"],
