@@ -324,6 +324,8 @@ def _run_locked(
             cancel=cancel if phase_name == "playbook" else None,
         )
 
+    if cancel.is_set():  # Ctrl-C before anything changed: stop here, nothing to roll back
+        return "interrupted", EXIT_INTERRUPTED
     phase("playbook")
     outcome = playbook(runbook.playbook, "main", "playbook")
     status: RunStatus = outcome.status
