@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 
 from runbooks.collection import collections_path
+from runbooks.lab.controlplane import ControlPlane
+from runbooks.lab.topology import Addresses
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(collections_path()))
@@ -223,3 +225,20 @@ def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 180,
     if check_rc is not None:
         assert result.returncode == check_rc, (result.stdout, result.stderr)
     return result
+
+
+NAMESPACE = "monitoring"
+
+
+@pytest.fixture(scope="session")
+def apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    """A real etcd + kube-apiserver (built from the registries on first use), with contexts
+    cluster-a (namespace monitoring) and cluster-b (monitoring-b)."""
+    root = tmp_path_factory.mktemp("kube")
+    plane = ControlPlane(root, Addresses.for_lab(root).ip(5))
+    try:
+        plane.start({"cluster-a": NAMESPACE, "cluster-b": "monitoring-b"},
+                    progress=lambda line: print(line, flush=True))
+        yield plane
+    finally:
+        plane.stop()

@@ -91,6 +91,51 @@ def gitops_repo(bare: Path, addresses: Addresses) -> None:
         _git(["push", "-q", "origin", "main"], work)
 
 
+# What the runbooks need in the platform's namespace, and nothing more: read pods and their
+# proxied metrics, scale the receivers, patch the hashring, hold the per-cluster Lease.
+WATCHKEEPER_RBAC = """apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: watchkeeper
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata:
+  name: watchkeeper
+rules:
+  - apiGroups: [""]
+    resources: [pods, services, endpoints, persistentvolumeclaims]
+    verbs: [get, list, watch]
+  - apiGroups: [""]
+    resources: [pods/proxy]
+    verbs: [get]
+  - apiGroups: [""]
+    resources: [configmaps]
+    verbs: [get, list, watch, patch, update]
+  - apiGroups: [apps]
+    resources: [statefulsets, deployments]
+    verbs: [get, list, watch, patch]
+  - apiGroups: [apps]
+    resources: [statefulsets/scale, deployments/scale]
+    verbs: [get, patch, update]
+  - apiGroups: [coordination.k8s.io]
+    resources: [leases]
+    verbs: [get, create, update, delete]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: watchkeeper
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: Role
+  name: watchkeeper
+subjects:
+  - kind: ServiceAccount
+    name: watchkeeper
+"""
+
+
 def _platform_tree(addresses: Addresses) -> dict[str, str]:
     ring = hashring_bytes(addresses).decode()
     indented = "\n".join("    " + line for line in ring.splitlines())
@@ -100,7 +145,7 @@ def _platform_tree(addresses: Addresses) -> dict[str, str]:
         "base/kustomization.yaml": (
             "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
             "namespace: monitoring\nresources:\n  - thanos-receive.yaml\n"
-            "  - hashring-configmap.yaml\n"
+            "  - hashring-configmap.yaml\n  - watchkeeper-rbac.yaml\n"
         ),
         "base/hashring-configmap.yaml": (
             "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: thanos-receive-hashring\n"
@@ -117,6 +162,7 @@ def _platform_tree(addresses: Addresses) -> dict[str, str]:
             " --receive.hashrings-algorithm=ketama,"
             " --receive.hashrings-file=/etc/thanos/hashrings.json]\n"
         ),
+        "base/watchkeeper-rbac.yaml": WATCHKEEPER_RBAC,
         "overlays/lab/kustomization.yaml": (
             "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
             "resources:\n  - ../../base\n"

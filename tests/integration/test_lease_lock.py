@@ -9,7 +9,6 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,23 +16,8 @@ import pytest
 import yaml
 
 from runbooks.lab.controlplane import ControlPlane
-from runbooks.lab.topology import Addresses
-from tests.conftest import REPO, cli
+from tests.conftest import NAMESPACE, REPO, cli
 from tests.integration.test_engine import FIXTURES, _wait_for
-
-NAMESPACE = "monitoring"
-
-
-@pytest.fixture(scope="module")
-def apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    root = tmp_path_factory.mktemp("kube")
-    plane = ControlPlane(root, Addresses.for_lab(root).ip(5))
-    try:
-        plane.start({"cluster-a": NAMESPACE, "cluster-b": "monitoring-b"},
-                    progress=lambda line: print(line, flush=True))
-        yield plane
-    finally:
-        plane.stop()
 
 
 @pytest.fixture
