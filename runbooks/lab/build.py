@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import subprocess
+import threading
 import time
 import tomllib
 import zipfile
@@ -27,6 +28,7 @@ from runbooks.lab.errors import LabError
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
+HEARTBEAT_SECONDS = 30.0
 
 
 @dataclass(frozen=True)
@@ -205,7 +207,19 @@ def ensure(spec: Spec, progress: Progress) -> Path:
     partial = dest.with_name(dest.name + ".partial")
     if partial.exists():
         shutil.rmtree(partial) if partial.is_dir() else partial.unlink()
-    _BUILDERS[spec.source](spec, partial, workdir, logfile)
+    done = threading.Event()
+
+    def heartbeat() -> None:  # a cold build takes minutes: say it is still going
+        while not done.wait(HEARTBEAT_SECONDS):
+            progress(f"still building {spec.name}: {time.monotonic() - started:.0f} s")
+
+    ticker = threading.Thread(target=heartbeat, daemon=True)
+    ticker.start()
+    try:
+        _BUILDERS[spec.source](spec, partial, workdir, logfile)
+    finally:
+        done.set()
+        ticker.join()
     partial.rename(dest)  # only a complete build ever gets the final name
     progress(f"built {spec.name} {spec.version} in {time.monotonic() - started:.0f} s")
     return dest
