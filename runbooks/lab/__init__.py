@@ -373,6 +373,7 @@ class Lab:
                 return
             progress(f"restarting {component.name}: its pinned binary changed")
             stop(_record(existing), component.grace_seconds)
+        _check_free(component)
         argv: tuple[str, ...] = component.argv
         if component.user:
             user = pwd.getpwnam(component.user)
@@ -513,6 +514,22 @@ def _ensure_user(name: str) -> pwd.struct_passwd:
         subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
                         name], check=True, capture_output=True)
         return pwd.getpwnam(name)
+
+
+def _check_free(component: Component) -> None:
+    """Refuse to start on an address something else holds (another lab whose directory maps
+    to the same block, or any other program), instead of failing later in a log file."""
+    import socket
+
+    host, port = component.address.rsplit(":", 1)
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, int(port)))
+        except OSError as exc:
+            raise LabError(
+                f"{component.name}: {component.address} is already in use ({exc.strerror}) by a"
+                " program this lab did not start; stop it, or use another --lab-dir") from exc
 
 
 def _sent_timestamp(agent_ip: str) -> float:

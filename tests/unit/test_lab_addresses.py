@@ -1,0 +1,36 @@
+"""Two labs never share addresses; a lab refuses an address something else holds."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from runbooks.lab import Component, LabError, _check_free
+from runbooks.lab.topology import Addresses, hashring
+
+
+def test_two_lab_dirs_get_different_blocks(tmp_path: Path) -> None:
+    a, b = Addresses.for_lab(tmp_path / "one"), Addresses.for_lab(tmp_path / "two")
+    assert a.prefix != b.prefix
+    assert a.prefix.startswith("127.") and not a.prefix.startswith("127.0.")
+    assert Addresses.for_lab(tmp_path / "one") == a  # stable across runs
+
+
+def test_hashring_is_one_catch_all_ring_of_grpc_endpoints(tmp_path: Path) -> None:
+    ring = hashring(Addresses.for_lab(tmp_path), 3)
+    assert len(ring) == 1 and ring[0]["tenants"] == []
+    assert all(str(e).endswith(":10901") for e in ring[0]["endpoints"])  # type: ignore[union-attr]
+
+
+def test_an_address_in_use_is_refused_with_the_component_named(tmp_path: Path) -> None:
+    ip = Addresses.for_lab(tmp_path).s3
+    with socket.socket() as squatter:
+        squatter.bind((ip, 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        component = Component("s3", f"{ip}:{port}", "x", ("true",), "http://unused")
+        with pytest.raises(LabError, match=rf"s3: {ip}:{port} is already in use"):
+            _check_free(component)
+    _check_free(component)  # free again once the other program is gone
