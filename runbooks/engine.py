@@ -120,7 +120,8 @@ def _message(res: Mapping[str, Any], status: StepStatus) -> str:
     if not msg and status == "skipped":
         msg = res.get("skip_reason", "")
     if not msg and status == "failed" and res.get("module_stderr"):
-        msg = str(res["module_stderr"]).strip().splitlines()[-1:]
+        lines = str(res["module_stderr"]).strip().splitlines()
+        msg = lines[-1] if lines else ""
     return str(msg)
 
 

@@ -213,3 +213,14 @@ def test_run_metrics_keep_last_success_across_a_failure(
     assert values[("watchkeeper_runbook_last_run_timestamp_seconds", "cluster-a")] == \
         pytest.approx(ts(bad_end), abs=0.01)
     assert values[("watchkeeper_runbook_duration_seconds", "cluster-a")] > 0
+
+
+def test_a_runbook_missing_a_required_inventory_field_stops_before_running(
+    tmp_path: Path, state_env: dict[str, str]
+) -> None:
+    result = cli("run", "fixture-needs-query", "-i", str(INVENTORY), "--run-dir",
+                 str(tmp_path / "run"), env={**FIXTURES, **state_env})
+    assert result.returncode == 2
+    assert "cluster-a: wk_query_url: expected a value (runbook fixture-needs-query needs it)" \
+        in result.stderr
+    assert not (tmp_path / "run" / "ansible").exists()
