@@ -15,6 +15,7 @@ import pwd
 import secrets
 import shutil
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Callable
@@ -56,10 +57,7 @@ class LabStatus:
     def to_dict(self) -> dict[str, Any]:
         return {
             "inventory": str(self.inventory),
-            "components": [
-                {k: v for k, v in asdict(c).items() if k != "detail"} | {"detail": c.detail}
-                for c in self.components
-            ],
+            "components": [asdict(c) for c in self.components],
         }
 
 
@@ -205,7 +203,7 @@ class Lab:
         for i, cluster in enumerate(topology.CLUSTERS):
             comps.append(Component(
                 f"canary-{cluster}", f"{a.canary(i)}:8080", "watchkeeper",
-                (self._python(), "-m", "runbooks.lab.canary", "--address",
+                (sys.executable, "-m", "runbooks.lab.canary", "--address",
                  f"{a.canary(i)}:8080", "--cluster", cluster, "--epoch", str(epoch)),
                 f"http://{a.canary(i)}:8080/-/ready",
             ))
@@ -249,12 +247,6 @@ class Lab:
             cwd=d / "opensearch",
         ))
         return comps
-
-    @staticmethod
-    def _python() -> str:
-        import sys
-
-        return sys.executable
 
     def _canary_epoch(self) -> float:
         path = self.dir / "canary-epoch"
