@@ -164,7 +164,7 @@ class Lab:
                 (thanos, "receive", f"--tsdb.path={d / 'data' / f'receive-{i}'}",
                  f"--grpc-address={ip}:10901", f"--http-address={ip}:10902",
                  f"--remote-write.address={ip}:19291",
-                 # v0.42 also listens for Cap'n Proto replication, on 0.0.0.0 by default.
+                 # v0.40+ also listen for Cap'n Proto replication, on 0.0.0.0 by default.
                  f"--receive.capnproto-address={ip}:19391",
                  f'--label=receive_replica="thanos-receive-{i}"',
                  f"--receive.local-endpoint={ip}:10901",
@@ -173,12 +173,9 @@ class Lab:
                  "--receive.hashrings-algorithm=ketama",
                  "--receive.hashrings-file-refresh-interval=15s",
                  f"--objstore.config-file={d / 'config' / 'objstore.yml'}",
-                 # Short head blocks so uploads come within minutes. The max block duration
-                 # stays at its 2h default: receivers prune tenants every 2x max, and v0.42.x
-                 # can panic when that prune meets a tenant whose TSDB is still opening
-                 # (fixed upstream by thanos-io/thanos#8990, after v0.42.5); with 2m it ran
-                 # every 4 minutes, right at start-up.
+                 # Short blocks so uploads come within minutes (hidden flags, keep them equal).
                  f"--tsdb.min-block-duration={topology.BLOCK_DURATION}",
+                 f"--tsdb.max-block-duration={topology.BLOCK_DURATION}",
                  "--tsdb.retention=6h"),
                 f"http://{ip}:10902/-/ready", grace_seconds=120.0,
             ))

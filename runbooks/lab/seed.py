@@ -157,7 +157,7 @@ def _platform_tree(addresses: Addresses) -> dict[str, str]:
             "  selector:\n    matchLabels: {app.kubernetes.io/name: thanos-receive}\n"
             "  template:\n    metadata:\n      labels: {app.kubernetes.io/name: thanos-receive}\n"
             "    spec:\n      terminationGracePeriodSeconds: 900\n      containers:\n"
-            "        - name: thanos-receive\n          image: quay.io/thanos/thanos:v0.42.5\n"
+            "        - name: thanos-receive\n          image: quay.io/thanos/thanos:v0.40.1\n"
             "          args: [receive, --receive.replication-factor=2,"
             " --receive.hashrings-algorithm=ketama,"
             " --receive.hashrings-file=/etc/thanos/hashrings.json]\n"
