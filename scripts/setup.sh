@@ -9,6 +9,10 @@ command -v prometheus >/dev/null || need_apt+=(prometheus)
 command -v prometheus-alertmanager >/dev/null || need_apt+=(prometheus-alertmanager)
 command -v prometheus-pushgateway >/dev/null || need_apt+=(prometheus-pushgateway)
 command -v unzip >/dev/null || need_apt+=(unzip)
+# The lab: git (GitOps repository), openssl (ServiceAccount key), Maven (OpenSearch zip).
+command -v git >/dev/null || need_apt+=(git)
+command -v openssl >/dev/null || need_apt+=(openssl)
+command -v mvn >/dev/null || need_apt+=(maven)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]} from Debian"
   export DEBIAN_FRONTEND=noninteractive
