@@ -251,7 +251,10 @@ def run(
         versions=versions(),
         clusters=cluster_outcomes([c.name for c in clusters], steps),
         steps=tuple(
-            replace(s, message=redactor.text(s.message)) for s in steps
+            replace(s, message=redactor.text(s.message), checks=tuple(
+                replace(c, evidence=redactor.text(c.evidence), hint=redactor.text(c.hint))
+                for c in s.checks))
+            for s in steps
         ),
         message=redactor.text(message),
         run_dir=str(run_dir),

@@ -91,6 +91,10 @@ def _check_url(value: Any) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError("an http(s) URL such as http://host:port")
+    if parts.password is not None:
+        # A password in a URL is a plain-text secret that would end up in every report.
+        raise ValueError("a URL without credentials; put them in the matching wk_*_auth"
+                         " with a secret reference")
     return value.rstrip("/")
 
 

@@ -93,3 +93,16 @@ def test_show_prints_references_never_values(monkeypatch: pytest.MonkeyPatch):
 def test_unknown_limit_suggests_a_name():
     with pytest.raises(Exception, match="did you mean 'k8s-prod-eu-01'"):
         load_inventory(EXAMPLE).select("k8s-prod-eu-1")
+
+
+def test_a_password_inside_a_url_is_refused_and_not_echoed(tmp_path: Path):
+    target = tmp_path / "inv"
+    shutil.copytree(EXAMPLE, target)
+    host = target / "host_vars" / "obs-eu-west-1.yml"
+    host.write_text(host.read_text().replace(
+        "wk_store_url: http://thanos-store", "wk_store_url: http://admin:s3cret-in-url@thanos-store"))
+    inventory, problems = check_inventory(target)
+    assert inventory is None
+    problem = next(p for p in problems if p.field == "wk_store_url")
+    assert "without credentials" in problem.expected
+    assert "s3cret-in-url" not in problem.found
