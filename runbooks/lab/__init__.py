@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runbooks.lab import build, seed, topology
+from runbooks.lab import build, controlplane, network, platform, seed, topology
 from runbooks.lab.errors import LabError
 from runbooks.lab.process import Record, start, stop
 from runbooks.lab.topology import Addresses
@@ -34,9 +34,12 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
 OPENSEARCH_USER = "watchkeeper-lab"
-#: The programs the data plane runs (versions.toml pins more, e.g. the control plane's).
-LAB_PROGRAMS = ["thanos", "minio", "opensearch", "prometheus", "alertmanager"]
+#: Every program the lab runs (each pinned in versions.toml).
+LAB_PROGRAMS = ["thanos", "minio", "opensearch", "prometheus", "alertmanager", "etcd",
+                "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kwok"]
 HEALTH_DEADLINE = 180.0
+#: Workloads the node agent runs as pods, and how long `up` waits for them to be Ready.
+PODS_DEADLINE = 240.0
 
 
 @dataclass(frozen=True)
@@ -86,8 +89,9 @@ def default_lab_dir() -> Path:
 
 
 def _http_ok(url: str, timeout: float = 2.0) -> tuple[bool, str]:
+    context = controlplane.unverified_tls() if url.startswith("https:") else None
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
+        with urllib.request.urlopen(url, timeout=timeout, context=context) as response:
             return response.status == 200, f"HTTP {response.status}"
     except OSError as exc:
         return False, str(getattr(exc, "reason", exc))
@@ -141,11 +145,26 @@ class Lab:
         return env
 
     # ------------------------------------------------------------------ plan
+    @property
+    def kube_dir(self) -> Path:
+        return self.dir / "kube"
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.kube_dir / "kubeconfig"
+
+    @property
+    def nodeagent_dir(self) -> Path:
+        return self.dir / "nodeagent"
+
     def _components(self, binaries: dict[str, Path], versions: dict[str, str]) -> list[Component]:
+        """The processes the lab runs itself. The platform's workloads (receivers, query,
+        store, Alertmanager, the agents) are pods: the node agent runs those."""
         a = self.addresses
         d = self.dir
         env = self.env()
-        thanos = str(binaries["thanos"])
+        kube = self.kube_dir
+        api = a.apiserver
         comps: list[Component] = [
             Component(
                 "s3", f"{a.s3}:9000", versions["minio"],
@@ -156,45 +175,30 @@ class Lab:
                      "MINIO_ROOT_PASSWORD": env["WATCHKEEPER_LAB_S3_SECRET_KEY"],
                      "MINIO_BROWSER": "off", "MINIO_UPDATE": "off"},
             ),
+            Component("etcd", f"{api}:2379", versions["etcd"],
+                      tuple(controlplane.etcd_argv(binaries["etcd"], kube, api)),
+                      f"http://{api}:2381/health"),
+            Component("kube-apiserver", f"{api}:6443", versions["kube-apiserver"],
+                      tuple(controlplane.apiserver_argv(binaries["kube-apiserver"], kube, api)),
+                      f"https://{api}:6443/readyz"),
+            Component("kube-controller-manager", f"{api}:10257",
+                      versions["kube-controller-manager"],
+                      tuple(controlplane.controller_manager_argv(
+                          binaries["kube-controller-manager"], kube, api)),
+                      f"https://{api}:10257/healthz"),
+            Component("kube-scheduler", f"{api}:10259", versions["kube-scheduler"],
+                      tuple(controlplane.scheduler_argv(binaries["kube-scheduler"], kube, api)),
+                      f"https://{api}:10259/healthz"),
+            Component("kwok", f"{a.node}:10247", versions["kwok"],
+                      tuple(controlplane.kwok_argv(binaries["kwok"], kube, a.node)),
+                      f"http://{a.node}:10247/healthz"),
+            Component("node-agent", f"{a.node}:10248", "watchkeeper",
+                      (sys.executable, "-m", "runbooks.lab.nodeagent",
+                       "--kubeconfig", str(self.kubeconfig), "--root", str(self.nodeagent_dir),
+                       "--images", str(self.nodeagent_dir / "images.json"),
+                       "--healthz", f"{a.node}:10248"),
+                      f"http://{a.node}:10248/healthz"),
         ]
-        for i in range(topology.RECEIVERS):
-            ip = a.receiver(i)
-            comps.append(Component(
-                f"thanos-receive-{i}", f"{ip}:19291", versions["thanos"],
-                (thanos, "receive", f"--tsdb.path={d / 'data' / f'receive-{i}'}",
-                 f"--grpc-address={ip}:10901", f"--http-address={ip}:10902",
-                 f"--remote-write.address={ip}:19291",
-                 # v0.40+ also listen for Cap'n Proto replication, on 0.0.0.0 by default.
-                 f"--receive.capnproto-address={ip}:19391",
-                 f'--label=receive_replica="thanos-receive-{i}"',
-                 f"--receive.local-endpoint={ip}:10901",
-                 f"--receive.replication-factor={topology.REPLICATION_FACTOR}",
-                 f"--receive.hashrings-file={d / 'config' / 'hashrings.json'}",
-                 "--receive.hashrings-algorithm=ketama",
-                 "--receive.hashrings-file-refresh-interval=15s",
-                 f"--objstore.config-file={d / 'config' / 'objstore.yml'}",
-                 # Short blocks so uploads come within minutes (hidden flags, keep them equal).
-                 f"--tsdb.min-block-duration={topology.BLOCK_DURATION}",
-                 f"--tsdb.max-block-duration={topology.BLOCK_DURATION}",
-                 "--tsdb.retention=6h"),
-                f"http://{ip}:10902/-/ready", grace_seconds=120.0,
-            ))
-        comps.append(Component(
-            "thanos-store", f"{a.store}:10902", versions["thanos"],
-            (thanos, "store", f"--data-dir={d / 'data' / 'store'}",
-             f"--objstore.config-file={d / 'config' / 'objstore.yml'}",
-             f"--grpc-address={a.store}:10901", f"--http-address={a.store}:10902",
-             "--sync-block-duration=30s"),
-            f"http://{a.store}:10902/-/ready",
-        ))
-        endpoints = [f"--endpoint={a.receiver(i)}:10901" for i in range(topology.RECEIVERS)]
-        comps.append(Component(
-            "thanos-query", f"{a.query}:10902", versions["thanos"],
-            (thanos, "query", f"--grpc-address={a.query}:10901",
-             f"--http-address={a.query}:10902", *endpoints, f"--endpoint={a.store}:10901",
-             "--query.replica-label=receive_replica", "--query.replica-label=replica"),
-            f"http://{a.query}:10902/-/ready",
-        ))
         epoch = self._canary_epoch()
         prometheus = str(binaries["prometheus"])
         for i, cluster in enumerate(topology.CLUSTERS):
@@ -204,14 +208,6 @@ class Lab:
                  f"{a.canary(i)}:8080", "--cluster", cluster, "--epoch", str(epoch)),
                 f"http://{a.canary(i)}:8080/-/ready",
             ))
-            comps.append(Component(
-                f"agent-{cluster}", f"{a.agent(i)}:9090", versions["prometheus"],
-                (prometheus, "--enable-feature=agent",
-                 f"--config.file={d / 'config' / f'agent-{cluster}.yml'}",
-                 f"--storage.agent.path={d / 'data' / f'agent-{cluster}'}",
-                 f"--web.listen-address={a.agent(i)}:9090"),
-                f"http://{a.agent(i)}:9090/-/ready",
-            ))
         comps.append(Component(
             "prometheus-ha-0", f"{a.prometheus}:9090", versions["prometheus"],
             (prometheus, f"--config.file={d / 'config' / 'prometheus.yml'}",
@@ -219,14 +215,6 @@ class Lab:
              f"--web.listen-address={a.prometheus}:9090", "--web.enable-admin-api",
              "--storage.tsdb.min-block-duration=2h", "--storage.tsdb.retention.time=1d"),
             f"http://{a.prometheus}:9090/-/ready",
-        ))
-        comps.append(Component(
-            "alertmanager", f"{a.alertmanager}:9093", versions["alertmanager"],
-            (str(binaries["alertmanager"]),
-             f"--config.file={d / 'config' / 'alertmanager.yml'}",
-             f"--storage.path={d / 'data' / 'alertmanager'}",
-             f"--web.listen-address={a.alertmanager}:9093", "--cluster.listen-address="),
-            f"http://{a.alertmanager}:9093/-/ready",
         ))
         home = binaries["opensearch"]
         comps.append(Component(
@@ -256,21 +244,12 @@ class Lab:
         a, d, env = self.addresses, self.dir, self.env()
         config = d / "config"
         config.mkdir(parents=True, exist_ok=True)
-        ring = config / "hashrings.json"
-        if not ring.exists():  # runbooks change the ring later; never overwrite theirs
-            ring.write_bytes(topology.hashring_bytes(a))
-        (config / "objstore.yml").write_text(topology.objstore_yaml(
-            topology.BLOCKS_BUCKET, f"{a.s3}:9000", env["WATCHKEEPER_LAB_S3_ACCESS_KEY"],
-            env["WATCHKEEPER_LAB_S3_SECRET_KEY"]))
-        (config / "objstore.yml").chmod(0o600)
-        for i, cluster in enumerate(topology.CLUSTERS):
-            receiver = f"http://{a.receiver(i % topology.RECEIVERS)}:19291/api/v1/receive"
-            (config / f"agent-{cluster}.yml").write_text(
-                topology.agent_config(cluster, a.agent(i), a.canary(i), receiver))
+        # The receivers' ring, the agents' and Alertmanager's configuration are ConfigMaps
+        # (platform.py); the objstore configuration is the Secret `thanos-objstore`.
+        del env
         rules = config / "rules.yml"
         rules.write_text(topology.RULES)
         (config / "prometheus.yml").write_text(topology.prometheus_config(a, rules))
-        (config / "alertmanager.yml").write_text(topology.ALERTMANAGER)
         self._opensearch_config(home)
 
     def _opensearch_config(self, home: Path) -> None:
@@ -305,7 +284,8 @@ class Lab:
 
     # ------------------------------------------------------------------ lifecycle
     def up(self, progress: Progress = lambda s: None) -> LabStatus:
-        """Idempotent: build what is missing, start what is down, wait for health."""
+        """Idempotent: build what is missing, start what is down, sync the platform's objects
+        from the GitOps repository, wait until every process and pod is healthy."""
         started = time.monotonic()
         self.dir.mkdir(parents=True, exist_ok=True)
         self.dir.chmod(0o755)
@@ -315,26 +295,136 @@ class Lab:
         state = self._load_state()
         versions = self._versions(binaries, state)
         self._write_configs(binaries["opensearch"])
+        controlplane.prepare(self.kube_dir)
+        self._write_images(binaries)
         components = self._components(binaries, versions)
         by_name = {c.name: c for c in components}
 
+        def run(*names: str) -> None:
+            for name in names:
+                self._ensure_running(by_name[name], state, progress)
+                self._save_state(state)
+
         # OpenSearch takes the longest to start: launch it first, wait for it last.
-        order = ["opensearch", "s3"]
-        order += [c.name for c in components if c.name not in order]
-        for name in order:
-            component = by_name[name]
-            if name == "thanos-receive-0":
-                self._wait_healthy([by_name["s3"]], progress)
-                self._seed_buckets(env)
-            self._ensure_running(component, state, progress)
-            self._save_state(state)
+        run("opensearch", "s3", "etcd", "kube-apiserver")
+        self._wait_healthy([by_name["s3"], by_name["kube-apiserver"]], progress)
+        contexts = {c: platform.NAMESPACES[c] for c in
+                    [platform.OBSERVABILITY, *topology.CLUSTERS]}
+        controlplane.write_kubeconfig(self.kube_dir, f"https://{self.addresses.apiserver}:6443",
+                                      contexts)
+        self._seed_buckets(env)
+        self._kube_objects(env)
+        run("kube-controller-manager", "kube-scheduler", "kwok", "node-agent")
+        seed.gitops_repo(self.dir / "git" / "platform.git", self.addresses)
+        self._sync_platform(binaries["kubectl"], progress)
+        run(*[c.name for c in components if c.name.startswith(("canary-", "prometheus-ha"))])
         self._wait_healthy(components, progress)
+        self._wait_pods(progress)
         self._wait_remote_write(progress)
         self._write_inventory(versions)
-        seed.gitops_repo(self.dir / "git" / "platform.git", self.addresses)
         self._seed_opensearch(env)
         progress(f"lab up in {time.monotonic() - started:.1f} s; inventory {self.inventory_dir}")
         return self.status()
+
+    # ------------------------------------------------------------------ Kubernetes
+    def _write_images(self, binaries: dict[str, Path]) -> None:
+        """The node agent's map from image repository to the lab's build of that program."""
+        self.nodeagent_dir.mkdir(parents=True, exist_ok=True)
+        images = {image.rsplit(":", 1)[0]: str(binaries[program])
+                  for program, image in platform.IMAGES.items()}
+        (self.nodeagent_dir / "images.json").write_text(json.dumps(images, indent=2))
+
+    def core_api(self) -> Any:
+        from kubernetes import client, config
+
+        return client.CoreV1Api(config.new_client_from_config(config_file=str(self.kubeconfig)))
+
+    def _kube_objects(self, env: dict[str, str]) -> None:
+        """What a cluster has before ArgoCD syncs: namespaces, the node, storage, secrets."""
+        from kubernetes.client.exceptions import ApiException
+
+        create = controlplane.create
+        for namespace in sorted({*platform.NAMESPACES.values(), "argocd"}):
+            create(self.kubeconfig, {"apiVersion": "v1", "kind": "Namespace",
+                                     "metadata": {"name": namespace}})
+        create(self.kubeconfig, controlplane.node_manifest(self.addresses.node))
+        for pv in platform.persistent_volumes(str(self.dir / "data" / "pv")):
+            create(self.kubeconfig, pv)
+        objstore = topology.objstore_yaml(
+            topology.BLOCKS_BUCKET, f"{self.addresses.s3}:9000",
+            env["WATCHKEEPER_LAB_S3_ACCESS_KEY"], env["WATCHKEEPER_LAB_S3_SECRET_KEY"])
+        secret = {"metadata": {"name": "thanos-objstore"},
+                  "stringData": {"objstore.yml": objstore}}
+        api = self.core_api()
+        try:
+            api.create_namespaced_secret("monitoring", secret)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+            api.patch_namespaced_secret("thanos-objstore", "monitoring", secret)
+
+    def _kubectl(self, kubectl: Path, *args: str) -> str:
+        proc = subprocess.run([str(kubectl), f"--kubeconfig={self.kubeconfig}", *args],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise LabError(f"kubectl {' '.join(args)} failed: {proc.stderr.strip()}")
+        return proc.stdout
+
+    def _sync_platform(self, kubectl: Path, progress: Progress) -> None:
+        """What ArgoCD does for the lab: apply each cluster's tree from the GitOps repository
+        (server-side apply, so a second `up` changes nothing unless git did)."""
+        checkout = self.dir / "gitops"
+        bare = self.dir / "git" / "platform.git"
+        if not (checkout / ".git").exists():
+            seed.git(["clone", "-q", str(bare), str(checkout)], self.dir)
+        else:
+            seed.git(["fetch", "-q", "origin"], checkout)
+            seed.git(["reset", "-q", "--hard", "origin/main"], checkout)
+        apply = ("apply", "--server-side", "--force-conflicts", "--field-manager=lab-gitops")
+        self._kubectl(kubectl, *apply, "-k", str(checkout / "argocd" / "crd"))
+        self._kubectl(kubectl, "wait", "--for=condition=Established", "--timeout=60s",
+                      "crd/applications.argoproj.io")
+        self._kubectl(kubectl, *apply, "-k", str(checkout / "argocd" / "applications"))
+        for cluster in platform.NAMESPACES:
+            self._kubectl(kubectl, *apply, "-k", str(checkout / "clusters" / cluster))
+        progress(f"platform synced from {bare} into {', '.join(platform.NAMESPACES)}")
+
+    def _wait_pods(self, progress: Progress) -> None:
+        """Every StatefulSet and Deployment of the platform at its replicas, all Ready."""
+        from kubernetes import client, config
+
+        apps: Any = client.AppsV1Api(
+            config.new_client_from_config(config_file=str(self.kubeconfig)))
+        deadline = time.monotonic() + PODS_DEADLINE
+        announced = 0.0
+        pending: list[str] = ["?"]
+        while time.monotonic() < deadline:
+            pending = []
+            for namespace in platform.NAMESPACES.values():
+                for sts in apps.list_namespaced_stateful_set(namespace).items:
+                    if (sts.status.ready_replicas or 0) < (sts.spec.replicas or 0):
+                        pending.append(f"{namespace}/{sts.metadata.name}")
+                for dep in apps.list_namespaced_deployment(namespace).items:
+                    if (dep.status.ready_replicas or 0) < (dep.spec.replicas or 0):
+                        pending.append(f"{namespace}/{dep.metadata.name}")
+            if not pending:
+                progress("every platform pod is Ready")
+                return
+            if time.monotonic() - announced > 10:
+                progress("waiting for pods of " + ", ".join(pending))
+                announced = time.monotonic()
+            time.sleep(1.0)
+        raise LabError(f"not Ready after {PODS_DEADLINE:.0f} s: {', '.join(pending)}; read"
+                       f" {self.dir / 'logs' / 'node-agent.log'} and {self.nodeagent_dir}/logs")
+
+    def pod_records(self) -> dict[str, dict[str, Any]]:
+        """The node agent's pods: "namespace/name" -> its record (pid, ip, ...)."""
+        try:
+            data: dict[str, dict[str, Any]] = json.loads(
+                (self.nodeagent_dir / "state.json").read_text())
+        except (OSError, ValueError):
+            return {}
+        return {f"{r['namespace']}/{r['name']}": r for r in data.values()}
 
     def _versions(self, binaries: dict[str, Path], state: dict[str, Any]) -> dict[str, str]:
         specs = build.load_specs()
@@ -362,6 +452,7 @@ class Lab:
                 return
             progress(f"restarting {component.name}: its pinned binary changed")
             stop(_record(existing), component.grace_seconds)
+        network.ensure_address(component.address.rsplit(":", 1)[0])
         _check_free(component)
         argv: tuple[str, ...] = component.argv
         if component.user:
@@ -438,8 +529,10 @@ class Lab:
         seed.log_indices(opensearch_client(self._observability_cluster(env)))
 
     def status(self) -> LabStatus:
-        """Each component the lab started, from its recorded PID and its own health check."""
+        """Each process the lab started and each pod the node agent runs, from the recorded
+        PID and the program's own health check."""
         components: list[ComponentStatus] = []
+        versions = self._load_state().get("versions", {})
         for name, raw in self._load_state().get("processes", {}).items():
             record = _record(raw)
             alive = record.alive()
@@ -447,44 +540,78 @@ class Lab:
             components.append(ComponentStatus(name, raw["address"], raw["version"],
                                               record.pid if alive else None, healthy,
                                               "" if healthy else detail))
+        for name, raw in sorted(self.pod_records().items()):
+            record = _record(raw)
+            alive = record.alive()
+            url = raw.get("ready_url", "")
+            healthy, detail = (_http_ok(url) if url else (True, "")) if alive else (
+                False, "not running")
+            program = Path(raw["argv0"]).name
+            components.append(ComponentStatus(
+                f"pod/{name}", raw["ip"], versions.get(program, program),
+                record.pid if alive else None, healthy, "" if healthy else detail))
         git = self.dir / "git" / "platform.git"
         exists = (git / "HEAD").exists()
         components.append(ComponentStatus("git", f"file://{git}", _git_version(), None, exists,
                                           "" if exists else "not created"))
         return LabStatus(self.inventory_dir, tuple(components))
 
+    def _all_records(self) -> list[dict[str, Any]]:
+        return [*self._load_state().get("processes", {}).values(),
+                *self.pod_records().values()]
+
     def rss_bytes(self) -> int:
-        """Total RSS of every process the lab recorded (and their children)."""
-        records = self._load_state().get("processes", {})
-        return sum(_record(r).rss_bytes() for r in records.values() if _record(r).alive())
+        """Total RSS of every process the lab recorded, pods included (and their children)."""
+        return sum(_record(r).rss_bytes() for r in self._all_records() if _record(r).alive())
 
     def pids(self) -> list[int]:
-        return [r["pid"] for r in self._load_state().get("processes", {}).values()]
+        return [int(r["pid"]) for r in self._all_records()]
 
     def down(self, purge: bool = False, progress: Progress = lambda s: None) -> None:
-        """Stop every process the lab recorded (receivers get time to flush), nothing else."""
+        """Stop every process the lab recorded (receivers get time to flush), nothing else.
+        The pods stay in the API: the next `up` restarts their processes, as a node reboot."""
         state = self._load_state()
         records = state.get("processes", {})
-        # Writers first, receivers after their agents, storage last.
+
+        def halt(name: str, raw: dict[str, Any], grace: float) -> None:
+            record = _record(raw)
+            if record.alive():
+                began = time.monotonic()
+                stop(record, grace)
+                progress(f"stopped {name} (pid {record.pid}) in {time.monotonic() - began:.1f} s")
+
+        # The node agent first (so it does not restart what we stop), then its pods: writers
+        # before receivers, receivers before storage; then the control plane, storage last.
+        if "node-agent" in records:
+            halt("node-agent", records["node-agent"], 30.0)
+        pods = self.pod_records()
+
+        def pod_rank(name: str) -> int:
+            for i, part in enumerate(("prometheus-agent", "thanos-query", "alertmanager",
+                                      "thanos-receive", "thanos-store")):
+                if part in name:
+                    return i
+            return 99
+
+        for name in sorted(pods, key=pod_rank):
+            grace = float(pods[name].get("grace", 60.0))
+            halt(f"pod/{name}", pods[name], min(grace, 300.0))
+
         def rank(name: str) -> int:
-            for i, prefix in enumerate(("agent-", "canary-", "prometheus", "alertmanager",
-                                        "thanos-query", "thanos-store", "thanos-receive",
+            for i, prefix in enumerate(("canary-", "prometheus", "kwok", "kube-scheduler",
+                                        "kube-controller-manager", "kube-apiserver", "etcd",
                                         "opensearch", "s3")):
                 if name.startswith(prefix):
                     return i
             return 99
 
         for name in sorted(records, key=rank):
-            raw = records[name]
-            grace = 120.0 if name.startswith("thanos-receive") else 60.0
-            record = _record(raw)
-            if record.alive():
-                began = time.monotonic()
-                stop(record, grace)
-                progress(f"stopped {name} (pid {record.pid}) in {time.monotonic() - began:.1f} s")
+            halt(name, records[name], 60.0)
         state["processes"] = {}
         if self._state_path().exists():
             self._save_state(state)
+        if network.can_add_addresses():
+            network.remove_addresses(self.addresses.prefix)
         if purge and self.dir.exists():
             shutil.rmtree(self.dir)
 
@@ -493,7 +620,8 @@ class Lab:
         from runbooks.lab.inventory import write_lab_inventory
 
         write_lab_inventory(self.inventory_dir, self.addresses, versions,
-                            git_url=f"file://{self.dir / 'git' / 'platform.git'}")
+                            git_url=f"file://{self.dir / 'git' / 'platform.git'}",
+                            kubeconfig=self.kubeconfig)
 
 
 def _ensure_user(name: str) -> pwd.struct_passwd:

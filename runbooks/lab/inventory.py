@@ -12,18 +12,18 @@ from pathlib import Path
 import yaml
 
 from runbooks.lab import topology
+from runbooks.lab.platform import NAMESPACES, OBSERVABILITY
 from runbooks.lab.topology import Addresses
 
 
 def write_lab_inventory(directory: Path, a: Addresses, versions: dict[str, str],
-                        git_url: str) -> Path:
+                        git_url: str, kubeconfig: Path | None = None) -> Path:
     receivers_http = [f"http://{a.receiver(i)}:10902" for i in range(topology.RECEIVERS)]
     receivers_grpc = [f"{a.receiver(i)}:10901" for i in range(topology.RECEIVERS)]
     common = {
         "ansible_connection": "local",
         "wk_environment": "lab",
         "wk_region": "loopback",
-        "wk_namespace": "monitoring",
         "wk_query_url": f"http://{a.query}:10902",
         "wk_receive_http_urls": receivers_http,
         "wk_s3_endpoint": f"http://{a.s3}:9000",
@@ -38,16 +38,23 @@ def write_lab_inventory(directory: Path, a: Addresses, versions: dict[str, str],
         "wk_rto_target_seconds": 300,
         "wk_rpo_target_seconds": 600,
     }
+    if kubeconfig is not None:
+        common["wk_kubeconfig"] = str(kubeconfig)
     hosts: dict[str, dict[str, object]] = {}
     for i, cluster in enumerate(topology.CLUSTERS):
         receiver = a.receiver(i % topology.RECEIVERS)
         hosts[cluster] = {
             "wk_role": "workload",
+            # One API server, a namespace per cluster (runbooks/lab/controlplane.py says why).
+            "wk_kube_context": cluster,
+            "wk_namespace": NAMESPACES[cluster],
             "wk_agent_url": f"http://{a.agent(i)}:9090",
             "wk_receive_remote_write_url": f"http://{receiver}:19291/api/v1/receive",
         }
     hosts["observability"] = {
         "wk_role": "observability",
+        "wk_kube_context": OBSERVABILITY,
+        "wk_namespace": NAMESPACES[OBSERVABILITY],
         "wk_receive_grpc_endpoints": receivers_grpc,
         "wk_store_url": f"http://{a.store}:10902",
         "wk_alertmanager_url": f"http://{a.alertmanager}:9093",

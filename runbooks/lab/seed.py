@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from runbooks.lab.errors import LabError
-from runbooks.lab.topology import Addresses, hashring_bytes
+from runbooks.lab.platform import tree
+from runbooks.lab.topology import Addresses
 
 LOG_DAYS = 5
 DOCS_PER_DAY = 40
@@ -61,7 +62,7 @@ def log_indices(opensearch: Any, today: datetime | None = None) -> list[str]:
     return names
 
 
-def _git(args: list[str], cwd: Path) -> str:
+def git(args: list[str], cwd: Path) -> str:
     proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
                           env={"GIT_AUTHOR_NAME": "watchkeeper lab",
                                "GIT_AUTHOR_EMAIL": "lab@watchkeeper.invalid",
@@ -78,98 +79,14 @@ def gitops_repo(bare: Path, addresses: Addresses) -> None:
     if (bare / "HEAD").exists():
         return
     bare.parent.mkdir(parents=True, exist_ok=True)
-    _git(["init", "--bare", "--initial-branch=main", str(bare)], bare.parent)
+    git(["init", "--bare", "--initial-branch=main", str(bare)], bare.parent)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp) / "work"
-        _git(["clone", "-q", str(bare), str(work)], Path(tmp))
-        for path, text in _platform_tree(addresses).items():
+        git(["clone", "-q", str(bare), str(work)], Path(tmp))
+        for path, text in tree(addresses).items():
             target = work / path
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(text)
-        _git(["add", "-A"], work)
-        _git(["commit", "-q", "-m", "Platform configuration for the watchkeeper lab"], work)
-        _git(["push", "-q", "origin", "main"], work)
-
-
-# What the runbooks need in the platform's namespace, and nothing more: read pods and their
-# proxied metrics, scale the receivers, patch the hashring, hold the per-cluster Lease.
-WATCHKEEPER_RBAC = """apiVersion: v1
-kind: ServiceAccount
-metadata:
-  name: watchkeeper
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: Role
-metadata:
-  name: watchkeeper
-rules:
-  - apiGroups: [""]
-    resources: [pods, services, endpoints, persistentvolumeclaims]
-    verbs: [get, list, watch]
-  - apiGroups: [""]
-    resources: [pods/proxy]
-    verbs: [get]
-  - apiGroups: [""]
-    resources: [configmaps]
-    verbs: [get, list, watch, patch, update]
-  - apiGroups: [apps]
-    resources: [statefulsets, deployments]
-    verbs: [get, list, watch, patch]
-  - apiGroups: [apps]
-    resources: [statefulsets/scale, deployments/scale]
-    verbs: [get, patch, update]
-  - apiGroups: [coordination.k8s.io]
-    resources: [leases]
-    verbs: [get, create, update, delete]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata:
-  name: watchkeeper
-roleRef:
-  apiGroup: rbac.authorization.k8s.io
-  kind: Role
-  name: watchkeeper
-subjects:
-  - kind: ServiceAccount
-    name: watchkeeper
-"""
-
-
-def _platform_tree(addresses: Addresses) -> dict[str, str]:
-    ring = hashring_bytes(addresses).decode()
-    indented = "\n".join("    " + line for line in ring.splitlines())
-    return {
-        "README.md": "# monitoring platform (GitOps source of the watchkeeper lab)\n\n"
-                     "Kustomize bases with Helm values; ArgoCD syncs `overlays/<env>`.\n",
-        "base/kustomization.yaml": (
-            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
-            "namespace: monitoring\nresources:\n  - thanos-receive.yaml\n"
-            "  - hashring-configmap.yaml\n  - watchkeeper-rbac.yaml\n"
-        ),
-        "base/hashring-configmap.yaml": (
-            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: thanos-receive-hashring\n"
-            f"data:\n  hashrings.json: |\n{indented}\n"
-        ),
-        "base/thanos-receive.yaml": (
-            "apiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: thanos-receive\n"
-            "spec:\n  replicas: 3\n  serviceName: thanos-receive\n"
-            "  selector:\n    matchLabels: {app.kubernetes.io/name: thanos-receive}\n"
-            "  template:\n    metadata:\n      labels: {app.kubernetes.io/name: thanos-receive}\n"
-            "    spec:\n      terminationGracePeriodSeconds: 900\n      containers:\n"
-            "        - name: thanos-receive\n          image: quay.io/thanos/thanos:v0.40.1\n"
-            "          args: [receive, --receive.replication-factor=2,"
-            " --receive.hashrings-algorithm=ketama,"
-            " --receive.hashrings-file=/etc/thanos/hashrings.json]\n"
-        ),
-        "base/watchkeeper-rbac.yaml": WATCHKEEPER_RBAC,
-        "overlays/lab/kustomization.yaml": (
-            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
-            "resources:\n  - ../../base\n"
-        ),
-        "helm/values-lab.yaml": (
-            "# Helm values for the lab environment\nprometheusAgent:\n  replicas: 1\n"
-            "  remoteWrite:\n    url: http://thanos-receive.monitoring.svc:19291/api/v1/receive\n"
-            "thanosReceive:\n  replicas: 3\n  replicationFactor: 2\n"
-        ),
-    }
+        git(["add", "-A"], work)
+        git(["commit", "-q", "-m", "Platform configuration for the watchkeeper lab"], work)
+        git(["push", "-q", "origin", "main"], work)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,13 +30,29 @@ class Addresses:
     prefix: str  # "127.N.M"
 
     @classmethod
-    def for_lab(cls, lab_dir: Path) -> Addresses:
+    def for_lab(cls, lab_dir: Path, routable: bool | None = None) -> Addresses:
+        """A /24 of its own for each lab directory. As root (`routable`), from 198.18.0.0/15
+        added to `lo` (see network.py: the API server's pod proxy refuses 127/8 pod IPs);
+        otherwise from 127/8 (127.0.0.0/16 is left to everything else)."""
         digest = hashlib.sha256(str(lab_dir.resolve()).encode()).digest()
-        # 127.1.x.y .. 127.254.x.y; 127.0.0.0/16 is left to everything else.
+        if routable is None:
+            routable = os.geteuid() == 0
+        if routable:
+            return cls(f"198.{18 + digest[0] % 2}.{digest[1]}")
         return cls(f"127.{1 + digest[0] % 254}.{digest[1]}")
 
     def ip(self, last: int) -> str:
         return f"{self.prefix}.{last}"
+
+    @property
+    def apiserver(self) -> str:
+        """etcd, kube-apiserver, controller-manager and scheduler (each its own port)."""
+        return self.ip(5)
+
+    @property
+    def node(self) -> str:
+        """The lab node: KWOK's server and the node agent's /healthz."""
+        return self.ip(6)
 
     def receiver(self, index: int) -> str:
         return self.ip(11 + index)

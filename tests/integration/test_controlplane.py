@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from runbooks.lab.controlplane import ControlPlane
-from runbooks.lab.seed import WATCHKEEPER_RBAC
+from runbooks.lab.platform import WATCHKEEPER_RBAC
 from tests.conftest import NAMESPACE
 
 

@@ -1,0 +1,460 @@
+"""The lab node agent: the lab's one stand-in, for the kubelet of node `lab-node`.
+
+Everything else in the lab is the real program (etcd, kube-apiserver, controller-manager,
+scheduler, KWOK for the node's heartbeat, Thanos, Prometheus, ...). No kubelet can run here
+(no container runtime), so this small loop does the part of a kubelet the runbooks depend on,
+for the pods the scheduler binds to `lab-node`:
+
+- a new pod starts the matching local program: the container image's repository names the
+  binary (images.json, written by `lab up`: the lab's pinned build, whatever the tag says),
+  `command[1:] + args` are its arguments, with `$(VAR)` expanded from the container's env
+  (values and the downward API fields metadata.name / metadata.namespace / status.podIP);
+- each pod gets its own IP: `lab.watchkeeper.io/ip` on the pod template gives the address
+  (for a StatefulSet, that of ordinal 0; ordinal N gets +N), added to the loopback device.
+  A pod's network namespace is emulated by binding to that IP: `0.0.0.0:` in an argument
+  becomes `<pod IP>:`;
+- volumes: configMap and secret volumes are written as files under the pod's directory,
+  persistentVolumeClaims resolve to their PersistentVolume's hostPath, emptyDir is a
+  directory; a container's mountPath in an argument becomes that host directory;
+- a changed ConfigMap is written to the file the process reads (atomically), after an
+  optional delay (`--configmap-delay`, or the pod annotation
+  `lab.watchkeeper.io/configmap-delay-seconds`), to reproduce the kubelet's propagation lag;
+- readiness comes from the container's own readinessProbe (httpGet) against the pod IP;
+- a deleted pod gets SIGTERM, up to terminationGracePeriodSeconds to exit (receivers flush
+  and upload), then SIGKILL, and is removed from the API; a process that dies is restarted
+  (restartCount grows), as restartPolicy Always does.
+
+Not emulated: resource limits, probes other than httpGet readiness, init containers,
+projected service-account tokens, exec/logs through the API. The state (which PID runs which
+pod) lives in <root>/state.json, so a restarted agent adopts its processes instead of
+starting them twice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import hashlib
+import ipaddress
+import json
+import logging
+import re
+import signal
+import threading
+import time
+import urllib.request
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from runbooks.lab.network import ensure_address
+from runbooks.lab.process import Record, start, stop
+
+log = logging.getLogger("watchkeeper.nodeagent")
+
+NODE = "lab-node"
+IP_ANNOTATION = "lab.watchkeeper.io/ip"
+DELAY_ANNOTATION = "lab.watchkeeper.io/configmap-delay-seconds"
+_VAR = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def pod_ip(pod: Any) -> str | None:
+    """The IP the lab gives this pod, from its template's annotation (None: not ours)."""
+    base = (pod.metadata.annotations or {}).get(IP_ANNOTATION)
+    if not base:
+        return None
+    offset = 0
+    owners = pod.metadata.owner_references or []
+    if any(o.kind == "StatefulSet" for o in owners):
+        offset = int(pod.metadata.name.rsplit("-", 1)[1])
+    return str(ipaddress.ip_address(base) + offset)
+
+
+class NodeAgent:
+    def __init__(self, kubeconfig: Path, root: Path, images: dict[str, str],
+                 default_delay: float = 0.0):
+        from kubernetes import client, config
+
+        self.api: Any = client.CoreV1Api(
+            config.new_client_from_config(config_file=str(kubeconfig)))
+        self.root = root
+        self.images = images
+        self.default_delay = default_delay
+        self.state_path = root / "state.json"
+        self.pods: dict[str, dict[str, Any]] = self._load()
+        self.stopping: set[str] = set()
+        self.lock = threading.Lock()
+        self.healthy_at = 0.0
+
+    # ------------------------------------------------------------------ state
+    def _load(self) -> dict[str, dict[str, Any]]:
+        try:
+            data: dict[str, dict[str, Any]] = json.loads(self.state_path.read_text())
+            return data
+        except (OSError, ValueError):
+            return {}
+
+    def _save(self) -> None:
+        with self.lock:
+            tmp = self.state_path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(self.pods, indent=1))
+            tmp.replace(self.state_path)
+
+    @staticmethod
+    def _record(entry: dict[str, Any]) -> Record | None:
+        if not entry.get("pid"):
+            return None
+        return Record(int(entry["pid"]), int(entry["start_ticks"]), str(entry["argv0"]))
+
+    # ------------------------------------------------------------------ loop
+    def run(self, interval: float = 1.0) -> None:
+        stopped = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+        signal.signal(signal.SIGINT, lambda *_: stopped.set())
+        while not stopped.is_set():
+            try:
+                self.sync()
+                self.healthy_at = time.monotonic()
+            except Exception:  # the API server restarting must not end the node
+                log.exception("sync failed; retrying")
+            stopped.wait(interval)
+        # Leaving does not stop the pods' processes: a restarted agent adopts them, and
+        # `lab down` stops them by the PIDs in state.json.
+        self._save()
+
+    def sync(self) -> None:
+        pods = self.api.list_pod_for_all_namespaces(
+            field_selector=f"spec.nodeName={NODE}").items
+        seen = set()
+        for pod in pods:
+            uid = pod.metadata.uid
+            seen.add(uid)
+            try:
+                self.reconcile(pod)
+            except Exception as exc:
+                log.exception("pod %s/%s", pod.metadata.namespace, pod.metadata.name)
+                self._event(pod, "Warning", "LabNodeAgentError", str(exc)[:500])
+        for uid in [u for u in self.pods if u not in seen and u not in self.stopping]:
+            # Force-deleted from the API: nothing left to report to; stop the process.
+            self._terminate(uid, None, 30.0)
+        self._save()
+
+    def reconcile(self, pod: Any) -> None:
+        uid = pod.metadata.uid
+        if uid in self.stopping:
+            return
+        if pod.metadata.deletion_timestamp is not None:
+            grace = float(pod.metadata.deletion_grace_period_seconds
+                          or pod.spec.termination_grace_period_seconds or 30)
+            self._terminate(uid, pod, grace)
+            return
+        entry = self.pods.get(uid)
+        record = self._record(entry) if entry else None
+        if entry is None or record is None or not record.alive():
+            self._start(pod, restart=entry is not None and record is not None)
+            entry = self.pods.get(uid)
+            if entry is None:
+                return
+        self._sync_files(pod, entry)
+        self._report(pod, entry)
+
+    # ------------------------------------------------------------------ start
+    def _start(self, pod: Any, restart: bool) -> None:
+        uid, ns, name = pod.metadata.uid, pod.metadata.namespace, pod.metadata.name
+        ip = pod_ip(pod)
+        if ip is None:
+            raise ValueError(f"pod {ns}/{name} has no {IP_ANNOTATION} annotation: the lab"
+                             " node runs only pods whose template gives their IP")
+        for other_uid, other in self.pods.items():
+            rec = self._record(other)
+            if other_uid != uid and other.get("ip") == ip and rec is not None and rec.alive():
+                return  # the previous pod with this IP is still shutting down: wait
+        container = pod.spec.containers[0]
+        binary = self._binary(container.image)
+        env = self._env(pod, container, ip)
+        pod_dir = self.root / "pods" / ns / name
+        mounts = self._volumes(pod, pod_dir)
+        if mounts is None:
+            return  # a claim is not bound yet
+        host_paths = {}
+        for mount in container.volume_mounts or []:
+            if mount.name in mounts:
+                host = mounts[mount.name]
+                if mount.sub_path:
+                    host = host / mount.sub_path
+                host_paths[mount.mount_path.rstrip("/")] = host
+        argv = [binary]
+        for arg in [*(container.command or [])[1:], *(container.args or [])]:
+            argv.append(self._arg(arg, env, host_paths, ip))
+        ensure_address(ip)
+        previous = self.pods.get(uid, {})
+        restarts = int(previous.get("restarts", 0)) + (1 if restart else 0)
+        log_path = self.root / "logs" / f"{ns}_{name}.log"
+        record = start(argv, log_path, env=env, cwd=pod_dir)
+        self.pods[uid] = {
+            **record.to_dict(), "namespace": ns, "name": name, "ip": ip,
+            "restarts": restarts, "started_at": _now(), "log": str(log_path),
+            "ready_url": self._ready_url(pod, ip),
+            "files": previous.get("files", {}), "pending": {},
+            "grace": float(pod.spec.termination_grace_period_seconds or 30),
+        }
+        log.info("started %s/%s on %s: pid %d", ns, name, ip, record.pid)
+        self._event(pod, "Normal", "Started", f"started {Path(binary).name} on {ip}"
+                    f" (pid {record.pid})")
+
+    def _binary(self, image: str) -> str:
+        repository = image.split("@", 1)[0]
+        if ":" in repository.rsplit("/", 1)[-1]:
+            repository = repository.rsplit(":", 1)[0]
+        if repository not in self.images:
+            raise ValueError(f"image {image}: the lab has no program for {repository}"
+                             f" (known: {', '.join(sorted(self.images))})")
+        return self.images[repository]
+
+    @staticmethod
+    def _env(pod: Any, container: Any, ip: str) -> dict[str, str]:
+        fields = {"metadata.name": pod.metadata.name,
+                  "metadata.namespace": pod.metadata.namespace,
+                  "status.podIP": ip, "spec.nodeName": NODE}
+        env: dict[str, str] = {}
+        for var in container.env or []:
+            if var.value is not None:
+                env[var.name] = _VAR.sub(lambda m: env.get(m.group(1), m.group(0)), var.value)
+            elif var.value_from and var.value_from.field_ref:
+                env[var.name] = fields.get(var.value_from.field_ref.field_path, "")
+        return env
+
+    @staticmethod
+    def _arg(arg: str, env: dict[str, str], host_paths: dict[str, Path], ip: str) -> str:
+        arg = _VAR.sub(lambda m: env.get(m.group(1), m.group(0)), arg)
+        if host_paths:
+            # A mount path where a path starts (after `=`, `,`, a quote or at the start), in
+            # one pass so that a host path is never rewritten again.
+            alternatives = "|".join(re.escape(p) for p in sorted(host_paths, key=len,
+                                                                  reverse=True))
+            pattern = re.compile(rf"(?<![\w./-])({alternatives})(?=/|$|,|\")")
+            arg = pattern.sub(lambda m: str(host_paths[m.group(1)]), arg)
+        return arg.replace("0.0.0.0:", f"{ip}:")
+
+    def _volumes(self, pod: Any, pod_dir: Path) -> dict[str, Path] | None:
+        mounts: dict[str, Path] = {}
+        for volume in pod.spec.volumes or []:
+            if volume.config_map or volume.secret:
+                path = pod_dir / "volumes" / volume.name
+                path.mkdir(parents=True, exist_ok=True)
+                for key, data in self._volume_data(pod, volume).items():
+                    _write_atomic(path / key, data)
+                mounts[volume.name] = path
+            elif volume.persistent_volume_claim:
+                claim = self.api.read_namespaced_persistent_volume_claim(
+                    volume.persistent_volume_claim.claim_name, pod.metadata.namespace)
+                if claim.status.phase != "Bound" or not claim.spec.volume_name:
+                    self._event(pod, "Warning", "FailedMount",
+                                f"claim {claim.metadata.name} is {claim.status.phase}")
+                    return None
+                pv = self.api.read_persistent_volume(claim.spec.volume_name)
+                if pv.spec.host_path is None:
+                    raise ValueError(f"PersistentVolume {pv.metadata.name} is not a hostPath"
+                                     " volume: the lab node mounts only those")
+                path = Path(pv.spec.host_path.path)
+                path.mkdir(parents=True, exist_ok=True)
+                mounts[volume.name] = path
+            elif volume.empty_dir is not None:
+                path = pod_dir / "volumes" / volume.name
+                path.mkdir(parents=True, exist_ok=True)
+                mounts[volume.name] = path
+        return mounts
+
+    def _volume_data(self, pod: Any, volume: Any) -> dict[str, bytes]:
+        ns = pod.metadata.namespace
+        if volume.config_map:
+            cm = self.api.read_namespaced_config_map(volume.config_map.name, ns)
+            return {k: v.encode() for k, v in (cm.data or {}).items()}
+        secret = self.api.read_namespaced_secret(volume.secret.secret_name, ns)
+        return {k: base64.b64decode(v) for k, v in (secret.data or {}).items()}
+
+    # ------------------------------------------------------------------ running pods
+    def _sync_files(self, pod: Any, entry: dict[str, Any]) -> None:
+        """Write changed ConfigMap keys to the files the process reads, after the delay."""
+        pod_dir = self.root / "pods" / pod.metadata.namespace / pod.metadata.name
+        annotations = pod.metadata.annotations or {}
+        delay = float(annotations.get(DELAY_ANNOTATION, self.default_delay))
+        now = time.time()
+        for volume in pod.spec.volumes or []:
+            if not volume.config_map:
+                continue
+            for key, data in self._volume_data(pod, volume).items():
+                target = pod_dir / "volumes" / volume.name / key
+                digest = hashlib.sha256(data).hexdigest()
+                current = target.read_bytes() if target.exists() else b""
+                if hashlib.sha256(current).hexdigest() == digest:
+                    entry["pending"].pop(str(target), None)
+                    continue
+                pending = entry["pending"].get(str(target))
+                if pending is None or pending["sha256"] != digest:
+                    entry["pending"][str(target)] = {"sha256": digest, "due": now + delay}
+                    pending = entry["pending"][str(target)]
+                if now >= pending["due"]:
+                    _write_atomic(target, data)
+                    entry["pending"].pop(str(target), None)
+                    log.info("updated %s of %s/%s", key, pod.metadata.namespace,
+                             pod.metadata.name)
+
+    @staticmethod
+    def _ready_url(pod: Any, ip: str) -> str:
+        """The container's httpGet readinessProbe at the pod IP ("" without one)."""
+        container = pod.spec.containers[0]
+        probe = container.readiness_probe
+        if probe is None or probe.http_get is None:
+            return ""
+        port = probe.http_get.port
+        if isinstance(port, str) and not port.isdigit():
+            port = next((p.container_port for p in container.ports or [] if p.name == port), 0)
+        return f"http://{ip}:{port}{probe.http_get.path or '/'}"
+
+    @staticmethod
+    def _ready(url: str) -> bool:
+        if not url:
+            return True
+        try:
+            with urllib.request.urlopen(url, timeout=1.0) as response:
+                return bool(200 <= response.status < 400)
+        except OSError:
+            return False
+
+    def _report(self, pod: Any, entry: dict[str, Any]) -> None:
+        """Patch the pod's status when what the node sees differs from it."""
+        ready = self._ready(entry.get("ready_url", ""))
+        container = pod.spec.containers[0]
+        status = pod.status
+        current_ready = any(c.type == "Ready" and c.status == "True"
+                            for c in status.conditions or [])
+        current_restarts = next((c.restart_count for c in status.container_statuses or []), -1)
+        current_started = next(
+            (c.state.running.started_at.strftime("%Y-%m-%dT%H:%M:%SZ")
+             for c in status.container_statuses or [] if c.state and c.state.running), "")
+        if (status.phase == "Running" and status.pod_ip == entry["ip"]
+                and current_ready == ready and current_restarts == entry["restarts"]
+                and current_started == entry["started_at"]):
+            return
+        flag = "True" if ready else "False"
+        now = _now()
+        body = {"status": {
+            "phase": "Running", "hostIP": entry["ip"], "podIP": entry["ip"],
+            "podIPs": [{"ip": entry["ip"]}], "startTime": (status.start_time and
+            status.start_time.strftime("%Y-%m-%dT%H:%M:%SZ")) or now,
+            "conditions": [
+                {"type": "PodScheduled", "status": "True", "lastTransitionTime": now},
+                {"type": "Initialized", "status": "True", "lastTransitionTime": now},
+                {"type": "ContainersReady", "status": flag, "lastTransitionTime": now},
+                {"type": "Ready", "status": flag, "lastTransitionTime": now},
+            ],
+            "containerStatuses": [{
+                "name": container.name, "image": container.image, "imageID": "",
+                "containerID": f"lab://{entry['pid']}", "ready": ready, "started": True,
+                "restartCount": entry["restarts"],
+                "state": {"running": {"startedAt": entry["started_at"]}},
+            }],
+        }}
+        self.api.patch_namespaced_pod_status(pod.metadata.name, pod.metadata.namespace, body)
+
+    # ------------------------------------------------------------------ stop
+    def _terminate(self, uid: str, pod: Any | None, grace: float) -> None:
+        """Stop in the background (a receiver may take minutes to flush), then delete."""
+        self.stopping.add(uid)
+        entry = self.pods.get(uid, {})
+
+        def work() -> None:
+            try:
+                record = self._record(entry)
+                if record is not None and record.alive():
+                    began = time.monotonic()
+                    stop(record, grace)
+                    log.info("stopped %s/%s in %.1f s", entry.get("namespace"),
+                             entry.get("name"), time.monotonic() - began)
+                if pod is not None:
+                    from kubernetes.client import V1DeleteOptions, V1Preconditions
+                    from kubernetes.client.exceptions import ApiException
+
+                    with contextlib.suppress(ApiException):
+                        self.api.delete_namespaced_pod(
+                            pod.metadata.name, pod.metadata.namespace,
+                            body=V1DeleteOptions(grace_period_seconds=0,
+                                                 preconditions=V1Preconditions(uid=uid)))
+            finally:
+                with self.lock:
+                    self.pods.pop(uid, None)
+                    self.stopping.discard(uid)
+                self._save()
+
+        threading.Thread(target=work, daemon=True).start()
+
+    def _event(self, pod: Any, kind: str, reason: str, message: str) -> None:
+        from kubernetes.client.exceptions import ApiException
+
+        body = {
+            "metadata": {"generateName": f"{pod.metadata.name}.",
+                         "namespace": pod.metadata.namespace},
+            "involvedObject": {"kind": "Pod", "name": pod.metadata.name,
+                               "namespace": pod.metadata.namespace,
+                               "uid": pod.metadata.uid, "apiVersion": "v1"},
+            "reason": reason, "message": message, "type": kind,
+            "source": {"component": "lab-node-agent", "host": NODE},
+            "firstTimestamp": _now(), "lastTimestamp": _now(), "count": 1,
+        }
+        with contextlib.suppress(ApiException):
+            self.api.create_namespaced_event(pod.metadata.namespace, body)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """As the kubelet swaps a ConfigMap volume: the reader sees the old or the new file."""
+    if path.exists() and path.read_bytes() == data:
+        return
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+def _serve_health(agent: NodeAgent, address: str) -> None:
+    host, port = address.rsplit(":", 1)
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            fresh = time.monotonic() - agent.healthy_at < 15
+            self.send_response(200 if fresh else 503)
+            self.end_headers()
+            self.wfile.write(b"ok\n" if fresh else b"no successful sync in 15 s\n")
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer((host, int(port)), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--kubeconfig", type=Path, required=True)
+    parser.add_argument("--root", type=Path, required=True, help="the agent's directory")
+    parser.add_argument("--images", type=Path, required=True,
+                        help="JSON: image repository -> local binary")
+    parser.add_argument("--healthz", required=True, help="address:port of /healthz")
+    parser.add_argument("--configmap-delay", type=float, default=0.0,
+                        help="seconds before a changed ConfigMap reaches the pods' files")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    args.root.mkdir(parents=True, exist_ok=True)
+    agent = NodeAgent(args.kubeconfig, args.root, json.loads(args.images.read_text()),
+                      args.configmap_delay)
+    _serve_health(agent, args.healthz)
+    agent.run()
+
+
+if __name__ == "__main__":
+    main()

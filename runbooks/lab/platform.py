@@ -1,0 +1,457 @@
+"""The platform's Kubernetes objects, as the lab's GitOps repository holds them.
+
+`base/<component>/` is the component as production deploys it (Service DNS names, standard
+ports, production retention). `clusters/<cluster>/<component>/` is what ArgoCD syncs for one
+cluster: the base in that cluster's namespace plus the lab's patches, which carry what differs
+in the lab: pod addresses instead of DNS (the lab has no cluster DNS or kube-proxy; the node
+agent gives each pod the IP in `lab.watchkeeper.io/ip`), 2-minute blocks so uploads come within
+minutes. `argocd/` holds the Application CRD and one Application per component and cluster.
+`lab up` applies the tree with `kubectl apply -k` (kubectl's built-in kustomize).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import yaml
+
+from runbooks.lab import topology
+from runbooks.lab.topology import Addresses
+
+OBSERVABILITY = "observability"
+NAMESPACES = {OBSERVABILITY: "monitoring", **{c: c for c in topology.CLUSTERS}}
+#: Receivers the lab can scale to: their addresses (.11 + ordinal) and volumes are reserved.
+MAX_RECEIVERS = 6
+THANOS_IMAGE = "quay.io/thanos/thanos:v0.40.1"
+PROMETHEUS_IMAGE = "quay.io/prometheus/prometheus:v2.42.0"
+ALERTMANAGER_IMAGE = "quay.io/prometheus/alertmanager:v0.25.0"
+IMAGES = {"thanos": THANOS_IMAGE, "prometheus": PROMETHEUS_IMAGE,
+          "alertmanager": ALERTMANAGER_IMAGE}
+IP_ANNOTATION = "lab.watchkeeper.io/ip"
+RECEIVE_LABELS = {"app.kubernetes.io/name": "thanos-receive",
+                  "app.kubernetes.io/component": "receive"}
+
+
+def _dump(*docs: dict[str, Any]) -> str:
+    return "---\n".join(yaml.safe_dump(d, sort_keys=False) for d in docs)
+
+
+def _kustomization(resources: list[str], namespace: str | None = None,
+                   patches: list[str] | None = None) -> str:
+    doc: dict[str, Any] = {"apiVersion": "kustomize.config.k8s.io/v1beta1",
+                           "kind": "Kustomization"}
+    if namespace:
+        doc["namespace"] = namespace
+    doc["resources"] = resources
+    if patches:
+        doc["patches"] = [{"path": p} for p in patches]
+    return yaml.safe_dump(doc, sort_keys=False)
+
+
+def _env() -> list[dict[str, Any]]:
+    def field(name: str, path: str) -> dict[str, Any]:
+        return {"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}}
+
+    return [field("NAME", "metadata.name"), field("NAMESPACE", "metadata.namespace"),
+            field("POD_IP", "status.podIP")]
+
+
+def _probe(port: str) -> dict[str, Any]:
+    return {"httpGet": {"path": "/-/ready", "port": port}, "periodSeconds": 5}
+
+
+def _ports(**ports: int) -> list[dict[str, Any]]:
+    return [{"name": name.replace("_", "-"), "containerPort": port}
+            for name, port in ports.items()]
+
+
+def _claim(name: str = "data") -> dict[str, Any]:
+    return {"metadata": {"name": name}, "spec": {
+        "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "10Gi"}}}}
+
+
+def _statefulset(name: str, labels: dict[str, str], container: dict[str, Any],
+                 volumes: list[dict[str, Any]], replicas: int = 1, grace: int = 120,
+                 claim: bool = True) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "replicas": replicas, "serviceName": name, "podManagementPolicy": "OrderedReady",
+        "selector": {"matchLabels": labels},
+        "template": {"metadata": {"labels": labels}, "spec": {
+            "serviceAccountName": "default", "terminationGracePeriodSeconds": grace,
+            "containers": [container], "volumes": volumes}},
+    }
+    if claim:
+        spec["volumeClaimTemplates"] = [_claim()]
+        spec["persistentVolumeClaimRetentionPolicy"] = {"whenDeleted": "Retain",
+                                                        "whenScaled": "Retain"}
+    return {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": name},
+            "spec": spec}
+
+
+def _service(name: str, labels: dict[str, str], ports: dict[str, int],
+             headless: bool = False) -> dict[str, Any]:
+    spec: dict[str, Any] = {"selector": labels, "ports": [
+        {"name": n.replace("_", "-"), "port": p, "targetPort": p} for n, p in ports.items()]}
+    if headless:
+        spec["clusterIP"] = "None"
+        spec["publishNotReadyAddresses"] = True
+    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name}, "spec": spec}
+
+
+# ---------------------------------------------------------------------------- receive
+RECEIVE_PORTS = {"grpc": 10901, "http": 10902, "remote_write": 19291}
+
+
+def receive_args(lab: bool) -> list[str]:
+    args = ["receive", "--grpc-address=0.0.0.0:10901", "--http-address=0.0.0.0:10902",
+            "--remote-write.address=0.0.0.0:19291",
+            # v0.40+ also listen for Cap'n Proto replication.
+            "--receive.capnproto-address=0.0.0.0:19391",
+            "--tsdb.path=/var/thanos/receive", '--label=receive_replica="$(NAME)"',
+            f"--receive.replication-factor={topology.REPLICATION_FACTOR}",
+            "--receive.hashrings-file=/etc/thanos/hashrings.json",
+            "--receive.hashrings-algorithm=ketama",
+            "--objstore.config-file=/etc/thanos/objstore/objstore.yml"]
+    if lab:
+        return [*args, "--receive.local-endpoint=$(POD_IP):10901",
+                "--receive.hashrings-file-refresh-interval=15s",
+                # Short blocks so uploads come within minutes (hidden flags, keep them equal).
+                f"--tsdb.min-block-duration={topology.BLOCK_DURATION}",
+                f"--tsdb.max-block-duration={topology.BLOCK_DURATION}",
+                "--tsdb.retention=6h"]
+    dns = "$(NAME).thanos-receive.$(NAMESPACE).svc.cluster.local"
+    return [*args, f"--receive.local-endpoint={dns}:10901", "--tsdb.retention=1d"]
+
+
+def _receive_base() -> dict[str, str]:
+    container = {
+        "name": "thanos-receive", "image": THANOS_IMAGE, "args": receive_args(lab=False),
+        "env": _env(), "ports": _ports(**RECEIVE_PORTS), "readinessProbe": _probe("http"),
+        "volumeMounts": [{"name": "data", "mountPath": "/var/thanos/receive"},
+                         {"name": "hashring", "mountPath": "/etc/thanos"},
+                         {"name": "objstore", "mountPath": "/etc/thanos/objstore"}],
+    }
+    volumes = [{"name": "hashring", "configMap": {"name": "thanos-receive-hashring"}},
+               {"name": "objstore", "secret": {"secretName": "thanos-objstore"}}]
+    endpoints = [f"thanos-receive-{i}.thanos-receive.monitoring.svc.cluster.local:10901"
+                 for i in range(topology.RECEIVERS)]
+    ring = [{"hashring": "default", "tenants": [], "endpoints": endpoints}]
+    return {
+        "kustomization.yaml": _kustomization(
+            ["statefulset.yaml", "service.yaml", "hashring-configmap.yaml", "pdb.yaml"]),
+        # Receivers flush their head block and upload it on SIGTERM: give them time.
+        "statefulset.yaml": _dump(_statefulset("thanos-receive", RECEIVE_LABELS, container,
+                                               volumes, replicas=topology.RECEIVERS,
+                                               grace=900)),
+        "service.yaml": _dump(_service("thanos-receive", RECEIVE_LABELS, RECEIVE_PORTS,
+                                       headless=True)),
+        "hashring-configmap.yaml": _dump(hashring_configmap(ring)),
+        "pdb.yaml": _dump({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+                           "metadata": {"name": "thanos-receive"},
+                           "spec": {"maxUnavailable": 1,
+                                    "selector": {"matchLabels": RECEIVE_LABELS}}}),
+    }
+
+
+def hashring_configmap(ring: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "thanos-receive-hashring"},
+            "data": {"hashrings.json": json.dumps(ring, indent=2) + "\n"}}
+
+
+# ---------------------------------------------------------------------------- the others
+def _query_base() -> dict[str, str]:
+    labels = {"app.kubernetes.io/name": "thanos-query"}
+    container = {
+        "name": "thanos-query", "image": THANOS_IMAGE,
+        "args": ["query", "--grpc-address=0.0.0.0:10901", "--http-address=0.0.0.0:10902",
+                 "--endpoint=dnssrv+_grpc._tcp.thanos-receive.monitoring.svc.cluster.local",
+                 "--endpoint=dnssrv+_grpc._tcp.thanos-store.monitoring.svc.cluster.local",
+                 "--query.replica-label=receive_replica", "--query.replica-label=replica"],
+        "env": _env(), "ports": _ports(grpc=10901, http=10902),
+        "readinessProbe": _probe("http"),
+    }
+    deployment = {"apiVersion": "apps/v1", "kind": "Deployment",
+                  "metadata": {"name": "thanos-query"},
+                  "spec": {"replicas": 1, "selector": {"matchLabels": labels},
+                           "template": {"metadata": {"labels": labels},
+                                        "spec": {"containers": [container]}}}}
+    return {"kustomization.yaml": _kustomization(["deployment.yaml", "service.yaml"]),
+            "deployment.yaml": _dump(deployment),
+            "service.yaml": _dump(_service("thanos-query", labels,
+                                           {"grpc": 10901, "http": 10902}))}
+
+
+def _store_base() -> dict[str, str]:
+    labels = {"app.kubernetes.io/name": "thanos-store"}
+    container = {
+        "name": "thanos-store", "image": THANOS_IMAGE,
+        "args": ["store", "--grpc-address=0.0.0.0:10901", "--http-address=0.0.0.0:10902",
+                 "--data-dir=/var/thanos/store", "--sync-block-duration=30s",
+                 "--objstore.config-file=/etc/thanos/objstore/objstore.yml"],
+        "env": _env(), "ports": _ports(grpc=10901, http=10902),
+        "readinessProbe": _probe("http"),
+        "volumeMounts": [{"name": "data", "mountPath": "/var/thanos/store"},
+                         {"name": "objstore", "mountPath": "/etc/thanos/objstore"}],
+    }
+    volumes = [{"name": "objstore", "secret": {"secretName": "thanos-objstore"}}]
+    return {"kustomization.yaml": _kustomization(["statefulset.yaml", "service.yaml"]),
+            "statefulset.yaml": _dump(_statefulset("thanos-store", labels, container, volumes)),
+            "service.yaml": _dump(_service("thanos-store", labels,
+                                           {"grpc": 10901, "http": 10902}, headless=True))}
+
+
+def _alertmanager_base() -> dict[str, str]:
+    labels = {"app.kubernetes.io/name": "alertmanager"}
+    container = {
+        "name": "alertmanager", "image": ALERTMANAGER_IMAGE,
+        "args": ["--config.file=/etc/alertmanager/alertmanager.yml",
+                 "--storage.path=/alertmanager", "--web.listen-address=0.0.0.0:9093",
+                 "--cluster.listen-address="],
+        "ports": _ports(http=9093), "readinessProbe": _probe("http"),
+        "volumeMounts": [{"name": "data", "mountPath": "/alertmanager"},
+                         {"name": "config", "mountPath": "/etc/alertmanager"}],
+    }
+    volumes = [{"name": "config", "configMap": {"name": "alertmanager-config"}}]
+    config = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "alertmanager-config"},
+              "data": {"alertmanager.yml": topology.ALERTMANAGER}}
+    return {"kustomization.yaml": _kustomization(["statefulset.yaml", "service.yaml",
+                                                  "configmap.yaml"]),
+            "statefulset.yaml": _dump(_statefulset("alertmanager", labels, container, volumes)),
+            "service.yaml": _dump(_service("alertmanager", labels, {"http": 9093})),
+            "configmap.yaml": _dump(config)}
+
+
+def _agent_base() -> dict[str, str]:
+    labels = {"app.kubernetes.io/name": "prometheus-agent"}
+    container = {
+        "name": "prometheus", "image": PROMETHEUS_IMAGE,
+        "args": ["--enable-feature=agent", "--config.file=/etc/prometheus/prometheus.yml",
+                 "--storage.agent.path=/prometheus", "--web.listen-address=0.0.0.0:9090"],
+        "ports": _ports(http=9090), "readinessProbe": _probe("http"),
+        "volumeMounts": [{"name": "data", "mountPath": "/prometheus"},
+                         {"name": "config", "mountPath": "/etc/prometheus"}],
+    }
+    volumes = [{"name": "config", "configMap": {"name": "prometheus-agent-config"}}]
+    config = {"apiVersion": "v1", "kind": "ConfigMap",
+              "metadata": {"name": "prometheus-agent-config"},
+              "data": {"prometheus.yml": topology.agent_config(
+                  "CLUSTER", "localhost", "canary.default.svc",
+                  "http://thanos-receive.monitoring.svc.cluster.local:19291/api/v1/receive")}}
+    return {"kustomization.yaml": _kustomization(["statefulset.yaml", "service.yaml",
+                                                  "configmap.yaml"]),
+            # The WAL is the only copy of unsent samples: let the agent drain on shutdown.
+            "statefulset.yaml": _dump(_statefulset("prometheus-agent", labels, container,
+                                                   volumes, grace=300)),
+            "service.yaml": _dump(_service("prometheus-agent", labels, {"http": 9090})),
+            "configmap.yaml": _dump(config)}
+
+
+# What the runbooks need in the platform's namespace, and nothing more: read pods and their
+# proxied metrics, scale the receivers, patch the hashring, hold the per-cluster Lease.
+WATCHKEEPER_RBAC = """apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: watchkeeper
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata:
+  name: watchkeeper
+rules:
+  - apiGroups: [""]
+    resources: [pods, services, endpoints, persistentvolumeclaims, events]
+    verbs: [get, list, watch]
+  - apiGroups: [""]
+    resources: [pods/proxy]
+    verbs: [get]
+  - apiGroups: [""]
+    resources: [configmaps]
+    verbs: [get, list, watch, patch, update]
+  - apiGroups: [apps]
+    resources: [statefulsets, deployments]
+    verbs: [get, list, watch, patch]
+  - apiGroups: [apps]
+    resources: [statefulsets/scale, deployments/scale]
+    verbs: [get, patch, update]
+  - apiGroups: [coordination.k8s.io]
+    resources: [leases]
+    verbs: [get, create, update, delete]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: watchkeeper
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: Role
+  name: watchkeeper
+subjects:
+  - kind: ServiceAccount
+    name: watchkeeper
+"""
+
+
+# ---------------------------------------------------------------------------- lab patches
+def _ip_patch(kind: str, name: str, ip: str, extra_spec: dict[str, Any] | None = None,
+              container: dict[str, Any] | None = None) -> str:
+    template: dict[str, Any] = {"metadata": {"annotations": {IP_ANNOTATION: ip}}}
+    if container:
+        template["spec"] = {"containers": [container]}
+    spec: dict[str, Any] = {**(extra_spec or {}), "template": template}
+    return _dump({"apiVersion": "apps/v1", "kind": kind, "metadata": {"name": name},
+                  "spec": spec})
+
+
+def _overlay(namespace: str, component: str, patches: dict[str, str]) -> dict[str, str]:
+    files = {"kustomization.yaml": _kustomization([f"../../../base/{component}"], namespace,
+                                                  sorted(patches))}
+    files.update(patches)
+    return files
+
+
+def tree(a: Addresses) -> dict[str, str]:
+    """path -> content of the lab's GitOps repository."""
+    files: dict[str, str] = {
+        "README.md": (
+            "# monitoring platform (GitOps source of the watchkeeper lab)\n\n"
+            "- `base/<component>`: each component as production deploys it.\n"
+            "- `clusters/<cluster>/<component>`: what ArgoCD syncs into that cluster (the lab's"
+            " clusters are namespaces of one API server; the patches carry the lab's pod"
+            " addresses).\n- `argocd/`: the Application CRD and one Application per"
+            " component.\n- `helm/`: Helm values per environment.\n"),
+        "helm/values-lab.yaml": (
+            "# Helm values for the lab environment\nprometheusAgent:\n  replicas: 1\n"
+            "thanosReceive:\n  replicas: 3\n  replicationFactor: 2\n"),
+    }
+    bases = {"thanos-receive": _receive_base(), "thanos-query": _query_base(),
+             "thanos-store": _store_base(), "alertmanager": _alertmanager_base(),
+             "prometheus-agent": _agent_base(),
+             "watchkeeper": {"kustomization.yaml": _kustomization(["rbac.yaml"]),
+                             "rbac.yaml": WATCHKEEPER_RBAC}}
+    for component, content in bases.items():
+        for name, text in content.items():
+            files[f"base/{component}/{name}"] = text
+
+    receivers = range(MAX_RECEIVERS)
+    overlays: dict[tuple[str, str], dict[str, str]] = {
+        (OBSERVABILITY, "thanos-receive"): {
+            "lab-addresses.yaml": _ip_patch(
+                "StatefulSet", "thanos-receive", a.receiver(0),
+                container={"name": "thanos-receive", "args": receive_args(lab=True)}),
+            "lab-hashring.yaml": _dump(hashring_configmap(topology.hashring(a))),
+        },
+        (OBSERVABILITY, "thanos-query"): {
+            "lab-addresses.yaml": _ip_patch(
+                "Deployment", "thanos-query", a.query,
+                # One address for the Deployment's pod: the old pod goes before the new one.
+                extra_spec={"strategy": {"type": "Recreate", "rollingUpdate": None}},
+                container={"name": "thanos-query", "args": [
+                    "query", "--grpc-address=0.0.0.0:10901", "--http-address=0.0.0.0:10902",
+                    *[f"--endpoint={a.receiver(i)}:10901" for i in receivers],
+                    f"--endpoint={a.store}:10901", "--query.replica-label=receive_replica",
+                    "--query.replica-label=replica"]}),
+        },
+        (OBSERVABILITY, "thanos-store"): {
+            "lab-addresses.yaml": _ip_patch("StatefulSet", "thanos-store", a.store)},
+        (OBSERVABILITY, "alertmanager"): {
+            "lab-addresses.yaml": _ip_patch("StatefulSet", "alertmanager", a.alertmanager)},
+        (OBSERVABILITY, "watchkeeper"): {},
+    }
+    for i, cluster in enumerate(topology.CLUSTERS):
+        receiver = f"http://{a.receiver(i % topology.RECEIVERS)}:19291/api/v1/receive"
+        config = {"apiVersion": "v1", "kind": "ConfigMap",
+                  "metadata": {"name": "prometheus-agent-config"},
+                  "data": {"prometheus.yml": topology.agent_config(
+                      cluster, a.agent(i), a.canary(i), receiver)}}
+        overlays[(cluster, "prometheus-agent")] = {
+            "lab-addresses.yaml": _ip_patch("StatefulSet", "prometheus-agent", a.agent(i)),
+            "lab-config.yaml": _dump(config)}
+        overlays[(cluster, "watchkeeper")] = {}
+    applications = []
+    for (cluster, component), patches in overlays.items():
+        namespace = NAMESPACES[cluster]
+        for name, text in _overlay(namespace, component, patches).items():
+            files[f"clusters/{cluster}/{component}/{name}"] = text
+        applications.append(_application(cluster, component, namespace))
+    for cluster in NAMESPACES:
+        files[f"clusters/{cluster}/kustomization.yaml"] = _kustomization(
+            sorted(c for (cl, c) in overlays if cl == cluster))
+    files["argocd/crd/kustomization.yaml"] = _kustomization(["application-crd.yaml"])
+    files["argocd/crd/application-crd.yaml"] = _dump(APPLICATION_CRD)
+    files["argocd/applications/kustomization.yaml"] = _kustomization(["applications.yaml"],
+                                                                     "argocd")
+    files["argocd/applications/applications.yaml"] = _dump(*applications)
+    return files
+
+
+def _application(cluster: str, component: str, namespace: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+        "metadata": {"name": f"{cluster}-{component}",
+                     "labels": {"watchkeeper.io/cluster": cluster,
+                                "watchkeeper.io/component": component}},
+        "spec": {"project": "default",
+                 "source": {"repoURL": "platform.git", "targetRevision": "main",
+                            "path": f"clusters/{cluster}/{component}"},
+                 "destination": {"name": cluster, "namespace": namespace},
+                 "syncPolicy": {"automated": {"prune": True, "selfHeal": True}}},
+    }
+
+
+# A minimal structural schema for argoproj.io Applications: enough for the API server to store
+# and validate the objects the runbooks read (spec.source, spec.destination, status.sync /
+# status.health). Written for the lab after the field names of Argo CD's Application type.
+APPLICATION_CRD: dict[str, Any] = {
+    "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+    "metadata": {"name": "applications.argoproj.io"},
+    "spec": {
+        "group": "argoproj.io", "scope": "Namespaced",
+        "names": {"kind": "Application", "listKind": "ApplicationList", "plural": "applications",
+                  "singular": "application", "shortNames": ["app", "apps"]},
+        "versions": [{
+            "name": "v1alpha1", "served": True, "storage": True,
+            "subresources": {"status": {}},
+            "additionalPrinterColumns": [
+                {"name": "Sync Status", "type": "string", "jsonPath": ".status.sync.status"},
+                {"name": "Health Status", "type": "string",
+                 "jsonPath": ".status.health.status"}],
+            "schema": {"openAPIV3Schema": {
+                "type": "object", "required": ["metadata", "spec"],
+                "properties": {
+                    "apiVersion": {"type": "string"}, "kind": {"type": "string"},
+                    "metadata": {"type": "object"},
+                    "spec": {"type": "object", "required": ["destination", "project"],
+                             "x-kubernetes-preserve-unknown-fields": True,
+                             "properties": {
+                                 "project": {"type": "string"},
+                                 "source": {"type": "object",
+                                            "x-kubernetes-preserve-unknown-fields": True},
+                                 "destination": {"type": "object",
+                                                 "properties": {
+                                                     "server": {"type": "string"},
+                                                     "name": {"type": "string"},
+                                                     "namespace": {"type": "string"}}}}},
+                    "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+                },
+            }},
+        }],
+    },
+}
+
+
+def persistent_volumes(root: str) -> list[dict[str, Any]]:
+    """Pre-provisioned hostPath volumes, pre-bound to the claims the StatefulSets make (the
+    lab has no storage provisioner; Retain, so a scale-down never loses a receiver's data)."""
+    claims = [("monitoring", f"data-thanos-receive-{i}") for i in range(MAX_RECEIVERS)]
+    claims += [("monitoring", "data-thanos-store-0"), ("monitoring", "data-alertmanager-0")]
+    claims += [(c, "data-prometheus-agent-0") for c in topology.CLUSTERS]
+    return [{
+        "apiVersion": "v1", "kind": "PersistentVolume",
+        "metadata": {"name": f"lab-{ns}-{claim}", "labels": {"lab.watchkeeper.io/pv": "true"}},
+        "spec": {"capacity": {"storage": "10Gi"}, "accessModes": ["ReadWriteOnce"],
+                 "persistentVolumeReclaimPolicy": "Retain", "storageClassName": "",
+                 "hostPath": {"path": f"{root}/{ns}/{claim}", "type": "DirectoryOrCreate"},
+                 "claimRef": {"namespace": ns, "name": claim}},
+    } for ns, claim in claims]
