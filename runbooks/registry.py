@@ -11,7 +11,13 @@ from importlib import metadata
 from runbooks.errors import UsageError
 from runbooks.model import Runbook
 
-BUILTIN = ("runbooks.ping", "runbooks.status")
+BUILTIN = (
+    "runbooks.ping",
+    "runbooks.status",
+    "runbooks.backup_opensearch",
+    "runbooks.restore_opensearch",
+    "runbooks.cleanup_log_indices",
+)
 
 
 def _modules() -> list[str]:

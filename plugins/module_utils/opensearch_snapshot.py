@@ -200,7 +200,8 @@ def renamed(indices, rename_pattern, rename_replacement):
     """{source index: restored index name}, as OpenSearch's restore computes it
     (String.replaceAll of the pattern by the replacement). Raises ValueError on a bad pattern."""
     try:
-        regex = re.compile(rename_pattern)
+        # Java writes named groups (?<name>...), Python (?P<name>...); lookbehinds are alike.
+        regex = re.compile(re.sub(r"\(\?<(?![=!])", "(?P<", rename_pattern))
     except re.error as exc:
         raise ValueError("rename_pattern %r is not a regular expression: %s"
                          % (rename_pattern, exc)) from exc

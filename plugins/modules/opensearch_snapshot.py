@@ -8,7 +8,7 @@ DOCUMENTATION = r"""
 module: opensearch_snapshot
 short_description: Take an OpenSearch snapshot of index patterns, wait for it and verify it
 description:
-  - Resolves the index patterns to the open indices they match (none is an error: an empty
+  - Resolves the index patterns to the open indices they match (none is an error, as an empty
     snapshot backs up nothing), counts each index's documents, starts the snapshot and polls it
     until it ends or I(wait_timeout) passes, recording progress (shards done, bytes).
   - The snapshot passes only with state C(SUCCESS) and every shard successful. C(PARTIAL) or
