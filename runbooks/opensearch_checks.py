@@ -6,7 +6,6 @@ The client comes from runbooks.clients (the one place SDK clients are built).
 
 from __future__ import annotations
 
-import fnmatch
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -108,13 +107,7 @@ def require_path_repo(client: Any, cluster: ClusterConfig) -> None:
 def require_repository_compatible(client: Any, cluster: ClusterConfig, repository: str,
                                   location: str) -> None:
     """An existing repository of that name must be the fs repository at `location`."""
-    from opensearchpy import exceptions as osx
-
-    try:
-        found = client.snapshot.get_repository(repository=repository,
-                                               request_timeout=PROBE_TIMEOUT).get(repository)
-    except osx.NotFoundError:
-        return
+    found = client.snapshot.get_repository(request_timeout=PROBE_TIMEOUT).get(repository)
     settings = (found or {}).get("settings") or {}
     if found and (found.get("type") != "fs" or settings.get("location") != location):
         raise PreconditionFailed(
@@ -125,15 +118,12 @@ def require_repository_compatible(client: Any, cluster: ClusterConfig, repositor
 
 
 def require_repository(client: Any, cluster: ClusterConfig, repository: str) -> None:
-    from opensearchpy import exceptions as osx
-
-    try:
-        client.snapshot.get_repository(repository=repository, request_timeout=PROBE_TIMEOUT)
-    except osx.NotFoundError as exc:
+    known = client.snapshot.get_repository(request_timeout=PROBE_TIMEOUT)
+    if repository not in known:
         raise PreconditionFailed(
-            f"{cluster.name}: snapshot repository {repository!r} does not exist: run"
-            " backup-opensearch first, or pass the repository that holds the snapshot with"
-            " -e repository=NAME") from exc
+            f"{cluster.name}: snapshot repository {repository!r} does not exist"
+            f" (known: {', '.join(sorted(known)) or 'none'}): run backup-opensearch first, or"
+            " pass the repository that holds the snapshot with -e repository=NAME")
 
 
 def require_indices(client: Any, cluster: ClusterConfig, patterns: Sequence[str],
@@ -155,7 +145,3 @@ def require_indices(client: Any, cluster: ClusterConfig, patterns: Sequence[str]
             " (GET _cluster/allocation/explain), narrow -e indices, or accept a PARTIAL"
             " snapshot with -e partial=true (the run still fails)")
     return names
-
-
-def matching(names: Sequence[str], patterns: Sequence[str]) -> list[str]:
-    return [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
