@@ -337,6 +337,7 @@ class Lab:
     def core_api(self) -> Any:
         from kubernetes import client, config
 
+        _quiet_tls()
         return client.CoreV1Api(config.new_client_from_config(config_file=str(self.kubeconfig)))
 
     def _kube_objects(self, env: dict[str, str]) -> None:
@@ -393,6 +394,7 @@ class Lab:
         """Every StatefulSet and Deployment of the platform at its replicas, all Ready."""
         from kubernetes import client, config
 
+        _quiet_tls()
         apps: Any = client.AppsV1Api(
             config.new_client_from_config(config_file=str(self.kubeconfig)))
         deadline = time.monotonic() + PODS_DEADLINE
@@ -447,10 +449,11 @@ class Lab:
                         progress: Progress) -> None:
         records = state.setdefault("processes", {})
         existing = records.get(component.name)
+        fingerprint = _fingerprint(component)
         if existing and _record(existing).alive():
-            if existing.get("binary") == component.argv[0]:
+            if existing.get("fingerprint", fingerprint) == fingerprint:
                 return
-            progress(f"restarting {component.name}: its pinned binary changed")
+            progress(f"restarting {component.name}: its binary, flags or code changed")
             stop(_record(existing), component.grace_seconds)
         network.ensure_address(component.address.rsplit(":", 1)[0])
         _check_free(component)
@@ -465,6 +468,7 @@ class Lab:
         records[component.name] = record.to_dict() | {
             "address": component.address, "health_url": component.health_url,
             "version": component.version, "binary": component.argv[0],
+            "fingerprint": fingerprint,
         }
 
     def _wait_healthy(self, components: list[Component], progress: Progress) -> None:
@@ -546,7 +550,7 @@ class Lab:
             url = raw.get("ready_url", "")
             healthy, detail = (_http_ok(url) if url else (True, "")) if alive else (
                 False, "not running")
-            program = Path(raw["argv0"]).name
+            program = self._program_of(raw["argv0"])
             components.append(ComponentStatus(
                 f"pod/{name}", raw["ip"], versions.get(program, program),
                 record.pid if alive else None, healthy, "" if healthy else detail))
@@ -555,6 +559,17 @@ class Lab:
         components.append(ComponentStatus("git", f"file://{git}", _git_version(), None, exists,
                                           "" if exists else "not created"))
         return LabStatus(self.inventory_dir, tuple(components))
+
+    def _program_of(self, binary: str) -> str:
+        """Which pinned program a pod runs (images.json maps image -> binary)."""
+        try:
+            images = json.loads((self.nodeagent_dir / "images.json").read_text())
+        except (OSError, ValueError):
+            images = {}
+        for program, image in platform.IMAGES.items():
+            if images.get(image.rsplit(":", 1)[0]) == binary:
+                return program
+        return Path(binary).name
 
     def _all_records(self) -> list[dict[str, Any]]:
         return [*self._load_state().get("processes", {}).values(),
@@ -622,6 +637,27 @@ class Lab:
         write_lab_inventory(self.inventory_dir, self.addresses, versions,
                             git_url=f"file://{self.dir / 'git' / 'platform.git'}",
                             kubeconfig=self.kubeconfig)
+
+
+def _fingerprint(component: Component) -> str:
+    """What the running process was started from: its argv, and for our own Python
+    programs (`python -m runbooks.lab.X`) that module's source."""
+    import hashlib
+
+    digest = hashlib.sha256("\0".join(component.argv).encode())
+    if "-m" in component.argv:
+        module = component.argv[component.argv.index("-m") + 1]
+        if module.startswith("runbooks.lab."):
+            source = Path(__file__).parent / (module.rsplit(".", 1)[1] + ".py")
+            digest.update(source.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _quiet_tls() -> None:
+    """The lab's API server certificate is self-signed (insecure-skip-tls-verify)."""
+    import urllib3
+
+    urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
 
 
 def _ensure_user(name: str) -> pwd.struct_passwd:

@@ -29,7 +29,7 @@ import yaml
 
 from runbooks.lab import build
 from runbooks.lab.errors import LabError
-from runbooks.lab.network import ensure_address
+from runbooks.lab.network import can_add_addresses, ensure_address, remove_addresses
 from runbooks.lab.process import Record, start, stop
 
 Progress = build.Progress
@@ -218,9 +218,11 @@ def write_kubeconfig(root: Path, server: str, contexts: dict[str, str]) -> Path:
 
 def create(kubeconfig: Path, manifest: dict[str, object]) -> None:
     """Create an object with the admin identity (idempotent: an existing one is kept)."""
+    import urllib3
     from kubernetes import config, utils
     from kubernetes.utils import FailToCreateError
 
+    urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
     api = config.new_client_from_config(config_file=str(kubeconfig))
     try:
         utils.create_from_dict(api, manifest)
@@ -271,3 +273,5 @@ class ControlPlane:
         for record in (self.apiserver, self.etcd):
             if record is not None:
                 stop(record, 30.0)
+        if can_add_addresses():
+            remove_addresses(self.ip.rsplit(".", 1)[0])

@@ -79,7 +79,11 @@ def pod_ip(pod: Any) -> str | None:
 class NodeAgent:
     def __init__(self, kubeconfig: Path, root: Path, images: dict[str, str],
                  default_delay: float = 0.0):
+        import urllib3
         from kubernetes import client, config
+
+        # The lab's API server has a self-signed certificate (insecure-skip-tls-verify).
+        urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
 
         self.api: Any = client.CoreV1Api(
             config.new_client_from_config(config_file=str(kubeconfig)))
@@ -179,6 +183,7 @@ class NodeAgent:
         binary = self._binary(container.image)
         env = self._env(pod, container, ip)
         pod_dir = self.root / "pods" / ns / name
+        pod_dir.mkdir(parents=True, exist_ok=True)
         mounts = self._volumes(pod, pod_dir)
         if mounts is None:
             return  # a claim is not bound yet

@@ -27,3 +27,8 @@ def lab() -> Iterator[Lab]:
     finally:
         instance.down(purge=True)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked lab_teardown (the one that takes the lab down) run after every other."""
+    items.sort(key=lambda item: item.get_closest_marker("lab_teardown") is not None)

@@ -123,32 +123,38 @@ def test_a_block_with_the_receivers_external_labels_reaches_s3(lab: Lab) -> None
 
 
 def test_killed_component_is_unhealthy_and_up_brings_it_back(lab: Lab) -> None:
+    name = f"canary-{topology.CLUSTERS[0]}"
     before = {c.name: c for c in lab.status().components}
-    victim = before["thanos-query"]
+    victim = before[name]
     assert victim.healthy and victim.pid
     os.kill(victim.pid, signal.SIGKILL)
-    poll("thanos-query to be reported down",
-         lambda: not {c.name: c for c in lab.status().components}["thanos-query"].healthy, 30, 1)
+    poll(f"{name} to be reported down",
+         lambda: not {c.name: c for c in lab.status().components}[name].healthy, 30, 1)
     status = cli("lab", "status", "--lab-dir", str(lab.dir), "--output", "json")
     assert status.returncode == 1  # not every component healthy
     data = json.loads(status.stdout)
-    row = next(c for c in data["components"] if c["name"] == "thanos-query")
+    row = next(c for c in data["components"] if c["name"] == name)
     assert row["healthy"] is False and row["pid"] is None
     assert set(row) >= {"name", "address", "version", "pid", "healthy"}
+    pods = [c for c in data["components"] if c["name"].startswith("pod/")]
+    assert any(c["name"] == "pod/monitoring/thanos-receive-0" and c["healthy"] for c in pods)
     lab.up()
     after = {c.name: c for c in lab.status().components}
-    assert after["thanos-query"].healthy and after["thanos-query"].pid != victim.pid
+    assert after[name].healthy and after[name].pid != victim.pid
     # The others kept running: up only restarts what is down.
-    assert after["thanos-receive-0"].pid == before["thanos-receive-0"].pid
+    assert after["prometheus-ha-0"].pid == before["prometheus-ha-0"].pid
+    receiver = "pod/monitoring/thanos-receive-0"
+    assert after[receiver].pid == before[receiver].pid
 
 
+@pytest.mark.lab_teardown
 def test_down_stops_every_lab_process_and_touches_only_the_lab_dir(
     lab: Lab, tmp_path: Path
 ) -> None:
     sentinel = lab.dir.parent / "outside.txt"
     sentinel.write_text("not the lab's")
     pids = lab.pids()
-    assert len(pids) >= 12
+    assert len(pids) >= 18  # control plane, node agent, pods, storage, canaries
     lab.down()
     for pid in pids:
         stat = Path(f"/proc/{pid}/stat")
