@@ -16,6 +16,13 @@ from runbooks.lab import Lab
 
 @pytest.fixture(scope="session")
 def lab() -> Iterator[Lab]:
+    reuse = os.environ.get("WATCHKEEPER_TEST_LAB_DIR")
+    if reuse:  # development: a lab you keep running (`watchkeeper lab up --lab-dir ...`)
+        kept = Lab(Path(reuse))
+        kept.up(progress=lambda line: print(f"lab: {line}", flush=True))
+        os.environ.update(kept.env())
+        yield kept
+        return
     # /var/tmp, not pytest's 0700 tmp: OpenSearch runs as an unprivileged user.
     root = Path(tempfile.mkdtemp(prefix="wk-lab-test-", dir="/var/tmp"))
     root.chmod(0o755)

@@ -103,13 +103,23 @@ def test_platform_objects_come_from_the_gitops_tree(lab: Lab) -> None:
         assert http_ok(f"http://{pod.status.pod_ip}:10902/-/ready"), name
 
 
+def _metric(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not in the metrics")
+
+
 def test_pod_proxy_reaches_each_receivers_own_process(lab: Lab) -> None:
     for i in range(topology.RECEIVERS):
         text = proxied(lab, f"thanos-receive-{i}", 10902, "metrics")
         assert "thanos_receive_config_hash" in text
-        # Its own process: the replica label it was started with is its pod name.
-        flags = json.loads(proxied(lab, f"thanos-receive-{i}", 10902, "api/v1/status/flags"))
-        assert flags["receive.local-endpoint"] == f"{lab.addresses.receiver(i)}:10901"
+        # The very process listening on that pod's IP: same start time, same PID's metrics.
+        ip = lab.addresses.receiver(i)
+        with urllib.request.urlopen(f"http://{ip}:10902/metrics", timeout=5) as response:
+            direct = response.read().decode()
+        assert (_metric(text, "process_start_time_seconds")
+                == _metric(direct, "process_start_time_seconds"))
 
 
 def test_server_side_dry_run_predicts_and_changes_nothing(lab: Lab) -> None:
