@@ -2,8 +2,9 @@
 
 Per cluster with wk_opensearch_url: ensure the `fs` snapshot repository (under the nodes'
 path.repo), snapshot the configured index patterns with the document count of each index in the
-snapshot's metadata, wait with progress, and pass only when the state is SUCCESS and every shard
-succeeded (PARTIAL or FAILED fails the run, and retention does not run). Then delete this
+snapshot's manifest (index watchkeeper-snapshots, which every snapshot includes), wait with
+progress, and pass only when the state is SUCCESS and every shard succeeded (PARTIAL or FAILED
+fails the run, and retention does not run). Then delete this
 runbook's snapshots older than max_age_days or beyond max_count, never going below min_count
 successful snapshots and never deleting the newest successful one. Check mode lists what would
 be created and deleted.
@@ -94,8 +95,9 @@ class BackupOpenSearch(Runbook):
     playbook = "backup-opensearch.yml"
     Params = BackupOpenSearchParams
     requires = ("opensearch_url",)
-    changes = ("registers the snapshot repository if missing; creates one snapshot; deletes"
-               " this runbook's snapshots beyond the retention limits")
+    changes = ("registers the snapshot repository if missing; writes the snapshot's manifest"
+               " (document counts) into the index watchkeeper-snapshots; creates one snapshot;"
+               " deletes this runbook's snapshots (and manifests) beyond the retention limits")
     rollback = ("none: a snapshot is not a change to the indices; a failed snapshot stays for"
                 " inspection and retention removes it later")
 

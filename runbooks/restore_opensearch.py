@@ -5,8 +5,9 @@ name each restored index with rename_pattern / rename_replacement (default: `res
 refuse before restoring when a new name is an index of the snapshot or an index that exists,
 restore without global state or aliases, wait for the primaries, then compare each restored
 index's document count with the count the backup recorded in the snapshot (or with the live
-index: -e compare_with=live). Any difference fails the run. Check mode lists the snapshot and
-the indices it would create. Live indices are never written.
+index: -e compare_with=live; the recorded counts are read from the snapshot's own manifest,
+restored under a temporary wk-manifest-* name and deleted). Any difference fails the run.
+Check mode lists the snapshot and the indices it would create. Live indices are never written.
 """
 
 from __future__ import annotations
@@ -85,8 +86,8 @@ class RestoreOpenSearch(Runbook):
     playbook = "restore-opensearch.yml"
     Params = RestoreOpenSearchParams
     requires = ("opensearch_url",)
-    changes = ("creates the restored (renamed) indices; never writes a live index or an"
-               " existing one")
+    changes = ("creates the restored (renamed) indices and, for the count comparison, a"
+               " temporary wk-manifest-* index it deletes; never writes a live or existing index")
     rollback = ("none: the restored indices stay for inspection; delete them when done"
                 " (DELETE /restored-*)")
 

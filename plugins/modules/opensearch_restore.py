@@ -17,6 +17,9 @@ description:
     has its primaries, then counts each restored index's documents and compares them with the
     counts the backup recorded in the snapshot (I(compare_with=snapshot)) or with the live
     source index (I(compare_with=live)). Any difference fails the task.
+  - The recorded counts are the snapshot's manifest document, read from the snapshot itself
+    by restoring its manifest index under a temporary name (deleted right after), so the
+    comparison does not trust the live cluster.
   - Check mode lists the snapshot and the index names it would create, and changes nothing.
 version_added: 0.1.0
 author: watchkeeper maintainers
@@ -98,6 +101,7 @@ checks:
   returned: when not in check mode
 """
 
+import os
 import time
 
 from ansible.module_utils.basic import AnsibleModule
@@ -164,6 +168,38 @@ def live_counts(client, names):
     return {n: int(call("GET %s/_count" % n, client.count, index=n)["count"]) for n in existing}
 
 
+def recorded_counts(client, repository, chosen):
+    """The document counts the backup recorded: the manifest document of this snapshot, read
+    from the snapshot's own copy of the manifest index (restored under a temporary name)."""
+    name = chosen["snapshot"]
+    metadata = chosen.get("metadata") or {}
+    manifest = metadata.get("manifest_index")
+    if not manifest or manifest not in (chosen.get("indices") or []):
+        raise OpenSearchFailure(
+            "snapshot %s holds no manifest of document counts (not taken by"
+            " backup-opensearch)" % name, "restore with -e compare_with=live")
+    temporary = "wk-manifest-%s" % os.urandom(4).hex()
+    try:
+        call("POST _snapshot/%s/%s/_restore (manifest)" % (repository, name),
+             client.snapshot.restore, repository=repository, snapshot=name,
+             body={"indices": manifest, "rename_pattern": ".+", "rename_replacement": temporary,
+                   "include_global_state": False, "include_aliases": False},
+             wait_for_completion=True)
+        document = call("GET %s/_doc/%s" % (temporary, name), client.get, index=temporary,
+                        id=name)["_source"]
+    except OpenSearchFailure as exc:
+        if not_found(exc):
+            raise OpenSearchFailure("the manifest in snapshot %s has no document for it" % name,
+                                    "restore with -e compare_with=live") from exc
+        raise
+    finally:
+        try:
+            call("DELETE %s" % temporary, client.indices.delete, index=temporary)
+        except OpenSearchFailure:
+            pass  # never restored (the failure above says why)
+    return {k: int(v) for k, v in (document.get("doc_counts") or {}).items()}, manifest
+
+
 def wait_for_primaries(client, targets, params):
     """Poll index health until every restored index is yellow or green (primaries active)."""
     deadline = time.monotonic() + params["wait_timeout"]
@@ -202,7 +238,8 @@ def restore(client, params, check_mode):
     chosen = pick_snapshot(client, repository, params["snapshot"])
     name = chosen["snapshot"]
     in_snapshot = sorted(chosen.get("indices") or [])
-    sources = [i for i in in_snapshot if not i.startswith(".")
+    manifest = (chosen.get("metadata") or {}).get("manifest_index")
+    sources = [i for i in in_snapshot if not i.startswith(".") and i != manifest
                and (not params["indices"] or matches_any(i, params["indices"]))]
     if not sources:
         raise OpenSearchFailure("snapshot %s holds no index matching %s (it holds: %s)" % (
@@ -221,22 +258,21 @@ def restore(client, params, check_mode):
             "restored index name(s) already exist: %s" % ", ".join(taken),
             "delete them (DELETE /%s) or choose another -e rename_replacement"
             % ",".join(taken))
-    metadata = chosen.get("metadata") or {}
     result = {"changed": True, "mapping": mapping,
               "snapshot": {k: chosen.get(k) for k in ("snapshot", "state", "start_time",
                                                        "end_time", "end_time_in_millis")},
               "diff": {"before": {}, "after": {t: {"from": "%s/%s:%s" % (repository, name, s)}
                                                for s, t in mapping.items()}}}
-    if params["compare_with"] == "snapshot" and not isinstance(metadata.get("doc_counts"), dict):
+    if params["compare_with"] == "snapshot" and manifest not in in_snapshot:
         raise OpenSearchFailure(
-            "snapshot %s has no document counts in its metadata (not taken by"
+            "snapshot %s holds no manifest of document counts (not taken by"
             " backup-opensearch)" % name, "restore with -e compare_with=live")
     if check_mode:
         result["msg"] = "would restore %s/%s as: %s" % (
             repository, name, ", ".join("%s -> %s" % kv for kv in sorted(mapping.items())))
         return result
     if params["compare_with"] == "snapshot":
-        expected = {k: int(v) for k, v in metadata["doc_counts"].items()}
+        expected, _ = recorded_counts(client, repository, chosen)
         label = "snapshot count of"
     else:
         expected = live_counts(client, sources)

@@ -13,9 +13,11 @@ description:
     until it ends or I(wait_timeout) passes, recording progress (shards done, bytes).
   - The snapshot passes only with state C(SUCCESS) and every shard successful. C(PARTIAL) or
     C(FAILED) fails the task, naming the failed shards.
-  - The document counts taken just before the snapshot go into the snapshot's C(metadata)
-    (C(doc_counts)), so a restore can compare with them later. An index whose count changed
-    while the snapshot ran is reported as a warning (its restored count may differ).
+  - The document counts taken just before the snapshot are written as a manifest document
+    (id = the snapshot name) into I(manifest_index), which the snapshot includes, so a restore
+    can compare with them later, even on a cluster that lost everything. (Snapshot C(metadata)
+    is limited to 1024 bytes, too small for the counts of many daily indices.) An index whose
+    count changed while the snapshot ran is reported as a warning.
   - Check mode lists the snapshot and the indices it would hold, and changes nothing.
 version_added: 0.1.0
 author: watchkeeper maintainers
@@ -54,9 +56,13 @@ options:
     type: bool
     default: false
   metadata:
-    description: Extra metadata stored with the snapshot (e.g. the run id).
+    description: Extra metadata stored with the snapshot (e.g. the run id; under 1024 bytes).
     type: dict
     default: {}
+  manifest_index:
+    description: Index holding one manifest document (document counts) per snapshot.
+    type: str
+    default: watchkeeper-snapshots
   wait_timeout:
     description: Seconds to wait for the snapshot to end.
     type: float
@@ -123,6 +129,7 @@ ARGUMENT_SPEC = dict(
     indices=dict(type="list", elements="str", required=True),
     partial=dict(type="bool", default=False),
     metadata=dict(type="dict", default={}),
+    manifest_index=dict(type="str", default="watchkeeper-snapshots"),
     wait_timeout=dict(type="float", default=3600.0),
     poll_interval=dict(type="float", default=2.0),
 )
@@ -166,6 +173,24 @@ def _progress_sample(client, repository, snapshot, started):
     return sample
 
 
+def write_manifest(client, index, document):
+    """Index the snapshot's manifest document (creating the manifest index on first use)."""
+    if not call("HEAD %s" % index, client.indices.exists, index=index):
+        try:
+            call("PUT %s" % index, client.indices.create, index=index, body={
+                "settings": {"number_of_shards": 1, "auto_expand_replicas": "0-1"},
+                # Index names as keys would grow the mapping with every index: store, not map.
+                "mappings": {"dynamic": False, "properties": {
+                    "snapshot": {"type": "keyword"}, "repository": {"type": "keyword"},
+                    "taken_at": {"type": "date"},
+                    "doc_counts": {"type": "object", "enabled": False}}}})
+        except OpenSearchFailure as exc:
+            if "resource_already_exists" not in exc.message:  # another run created it
+                raise
+    call("PUT %s/_doc/%s" % (index, document["snapshot"]), client.index, index=index,
+         id=document["snapshot"], body=document, refresh="true")
+
+
 def wait(client, params, started):
     """Poll until the snapshot leaves IN_PROGRESS; bounded by wait_timeout."""
     repository, snapshot = params["repository"], params["snapshot"]
@@ -197,7 +222,9 @@ def take(client, params, check_mode):
             pattern_problem(p) for p in params["indices"]]:
         if problem:
             raise OpenSearchFailure(problem)
-    indices = resolve(client, params["indices"])
+    # The manifest index travels with every snapshot; it is not one of the backed-up indices.
+    indices = [i for i in resolve(client, params["indices"])
+               if i["index"] != params["manifest_index"]]
     names = [i["index"] for i in indices]
     if not names:
         raise OpenSearchFailure("index patterns %s match no open index"
@@ -208,8 +235,8 @@ def take(client, params, check_mode):
     result["diff"] = {"before": {}, "after": {snapshot: {"indices": names}},
                       "after_header": "_snapshot/%s" % repository}
     if check_mode:
-        result["msg"] = "would snapshot %d index(es) into %s/%s: %s" % (
-            len(names), repository, snapshot, ", ".join(names))
+        result["msg"] = "would snapshot %d index(es) into %s/%s: %s (and its manifest in %s)" % (
+            len(names), repository, snapshot, ", ".join(names), params["manifest_index"])
         return result
     try:
         call("GET _snapshot/%s/%s" % (repository, snapshot), client.snapshot.get,
@@ -220,9 +247,14 @@ def take(client, params, check_mode):
         if not not_found(exc):
             raise
     before = count_documents(client, indices)
+    manifest = params["manifest_index"]
+    write_manifest(client, manifest, {
+        "snapshot": snapshot, "repository": repository, "doc_counts": before,
+        "taken_at": int(time.time() * 1000), "run_id": (params["metadata"] or {}).get("run_id")})
     metadata = dict(params["metadata"] or {})
-    metadata.update(taken_by="watchkeeper", patterns=list(params["indices"]), doc_counts=before)
-    body = {"indices": ",".join(names), "ignore_unavailable": False,
+    metadata.update(taken_by="watchkeeper", patterns=list(params["indices"]),
+                    manifest_index=manifest)
+    body = {"indices": ",".join([n for n in names if n != manifest] + [manifest]), "ignore_unavailable": False,
             "include_global_state": False, "partial": params["partial"], "metadata": metadata}
     started = time.monotonic()
     call("PUT _snapshot/%s/%s" % (repository, snapshot), client.snapshot.create,

@@ -53,6 +53,10 @@ options:
   planned:
     description: In check mode, a snapshot the run would have created (counted as the newest).
     type: str
+  manifest_index:
+    description: Index of the snapshots' manifest documents; a deleted snapshot's goes too.
+    type: str
+    default: watchkeeper-snapshots
 """
 
 EXAMPLES = r"""
@@ -104,6 +108,7 @@ ARGUMENT_SPEC = dict(
     max_count=dict(type="int"),
     min_count=dict(type="int", default=1),
     planned=dict(type="str"),
+    manifest_index=dict(type="str", default="watchkeeper-snapshots"),
 )
 
 
@@ -155,6 +160,13 @@ def apply(client, params, check_mode):
             exc.details.update(deleted=deleted, decisions=decisions, changed=bool(deleted))
             raise
         deleted.append(name)
+        # The manifest document of a deleted snapshot describes nothing any more.
+        try:
+            call("DELETE %s/_doc/%s" % (params["manifest_index"], name), client.delete,
+                 index=params["manifest_index"], id=name)
+        except OpenSearchFailure as exc:
+            if not not_found(exc):
+                raise
     result["msg"] = ("deleted %d snapshot(s): %s; kept %d" % (len(deleted), ", ".join(deleted),
                                                               len(kept)) if deleted
                      else "nothing to delete; kept %d snapshot(s)" % len(kept))

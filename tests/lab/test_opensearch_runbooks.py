@@ -27,6 +27,7 @@ from tests.conftest import cli
 pytestmark = pytest.mark.lab
 
 SOURCE_DOCS = {"wktest-src-a": 7, "wktest-src-b": 13}
+MANIFEST = "watchkeeper-snapshots"
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -50,7 +51,10 @@ def client(opensearch_lab: Lab) -> Any:
 def repository(client: Any) -> Iterator[str]:
     """A snapshot repository of this module's own; deleted with its snapshots at the end."""
     name = "wktest-" + os.urandom(3).hex()
+    manifest_existed = client.indices.exists(index=MANIFEST)
     yield name
+    if not manifest_existed:
+        client.indices.delete(index=MANIFEST, ignore_unavailable=True)
     if name in client.snapshot.get_repository():
         for snap in client.snapshot.get(repository=name, snapshot="_all")["snapshots"]:
             client.snapshot.delete(repository=name, snapshot=snap["snapshot"])
@@ -128,15 +132,17 @@ def test_backup_takes_a_successful_snapshot_and_journals_state_and_shards(
     assert found["snapshot state"] == {"name": "snapshot state", "status": "ok",
                                        "evidence": f"{name}: SUCCESS", "hint": ""}
     assert found["snapshot shards"]["status"] == "ok"
-    assert found["snapshot shards"]["evidence"] == "2/2 shards successful, 0 failed"
-    assert "SUCCESS, 2/2 shards successful, 2 index(es), 20 documents" in taken["message"]
+    # The two indices and the manifest of document counts, one shard each.
+    assert found["snapshot shards"]["evidence"] == "3/3 shards successful, 0 failed"
+    assert "SUCCESS, 3/3 shards successful, 2 index(es), 20 documents" in taken["message"]
     # What OpenSearch itself says about it.
     info = client.snapshot.get(repository=repository, snapshot=name)["snapshots"][0]
     assert info["state"] == "SUCCESS"
-    assert info["shards"]["successful"] == info["shards"]["total"] == 2
-    assert sorted(info["indices"]) == sorted(source_indices)
-    assert info["metadata"]["doc_counts"] == source_indices
+    assert info["shards"]["successful"] == info["shards"]["total"] == 3
+    assert sorted(info["indices"]) == sorted([*source_indices, MANIFEST])
     assert info["metadata"]["run_id"] == journal["run_id"]
+    assert info["metadata"]["manifest_index"] == MANIFEST
+    assert client.get(index=MANIFEST, id=name)["_source"]["doc_counts"] == source_indices
     assert step(journal, "Ensure the snapshot repository")["status"] == "changed"
     repo = client.snapshot.get_repository(repository=repository)[repository]
     assert repo == {"type": "fs", "settings": {"location": repository}}
@@ -202,6 +208,9 @@ def test_retention_keeps_min_count_and_the_newest_and_foreign_snapshots(
     assert result.returncode == 0, result.stdout
     left = snapshots(client, repository)
     assert sorted(left) == sorted(["manual-keep", snapshot_of(journal)])
+    # A deleted snapshot's manifest document goes with it.
+    assert not client.exists(index=MANIFEST, id=newest)
+    assert client.exists(index=MANIFEST, id=snapshot_of(journal))
 
 
 @pytest.fixture
@@ -241,7 +250,7 @@ def test_partial_snapshot_fails_the_run_and_skips_retention(
     assert found["snapshot state"]["status"] == "fail"
     assert found["snapshot state"]["evidence"] == f"{name}: PARTIAL"
     assert found["snapshot shards"]["status"] == "fail"
-    assert found["snapshot shards"]["evidence"].startswith("2/3 shards successful, 1 failed: "
+    assert found["snapshot shards"]["evidence"].startswith("3/4 shards successful, 1 failed: "
                                                            f"{red_index}[0]: ")
     assert "PARTIAL" in journal["message"]
     # A failed backup never prunes: retention did not run, every earlier snapshot is there.
@@ -291,6 +300,52 @@ def test_restore_into_renamed_indices_with_equal_document_counts(
     assert "restored-wktest-src-a, restored-wktest-src-b" in journal["message"]
     assert "already exist" in journal["message"]
     client.indices.delete(index="restored-wktest-src-a,restored-wktest-src-b")
+    # The temporary copy of the manifest the comparison read from is gone too.
+    assert existing(client, "wk-manifest-*") == []
+
+    # A snapshot without a manifest (not taken by backup-opensearch) cannot be compared with
+    # recorded counts: refused before restoring anything, saying what to do instead.
+    client.snapshot.create(repository=repository, snapshot="manual-nomanifest",
+                           body={"indices": "wktest-src-a"}, wait_for_completion=True)
+    result, journal = run(opensearch_lab, tmp_path, "restore-opensearch", "-e",
+                          f"repository={repository}", "-e", "snapshot=manual-nomanifest")
+    assert result.returncode == 1
+    assert "holds no manifest" in journal["message"] and "compare_with=live" in journal["message"]
+    assert not client.indices.exists(index="restored-wktest-src-a")
+    client.snapshot.delete(repository=repository, snapshot="manual-nomanifest")
+
+
+def test_backup_of_many_indices_records_every_count_and_restores_them(
+    opensearch_lab: Lab, client: Any, repository: str, tmp_path: Path
+) -> None:
+    """OpenSearch caps snapshot metadata at 1024 bytes: the counts of two months of daily
+    indices do not fit there, so they go in the manifest the snapshot carries."""
+    names = [f"wktest-many-application-logs-2026.01.{day:02d}" for day in range(1, 41)]
+    try:
+        for i, name in enumerate(names):
+            client.indices.create(index=name, body={"settings": {"number_of_shards": 1,
+                                                                 "number_of_replicas": 0}})
+            client.index(index=name, id="1", body={"n": i})
+        client.indices.refresh(index="wktest-many-*")
+        result, journal = run(opensearch_lab, tmp_path, "backup-opensearch", "-e",
+                              f"repository={repository}", "-e", "indices=wktest-many-*",
+                              "-e", "min_count=1")
+        assert result.returncode == 0, result.stdout
+        name = snapshot_of(journal)
+        counts = client.get(index=MANIFEST, id=name)["_source"]["doc_counts"]
+        assert counts == dict.fromkeys(names, 1)
+        assert len(json.dumps(counts)) > 1024
+        result, journal = run(opensearch_lab, tmp_path, "restore-opensearch", "-e",
+                              f"repository={repository}", "-e", f"snapshot={name}",
+                              "-e", "indices=wktest-many-application-logs-2026.01.3*")
+        assert result.returncode == 0, result.stdout
+        restored = checks(step(journal, "Restore into renamed indices and compare document counts"))
+        assert sorted(restored) == [f"document count restored-{n}" for n in names
+                                    if n.endswith(tuple(f".3{d}" for d in range(10)))]
+        assert all(c["status"] == "ok" for c in restored.values())
+    finally:
+        client.indices.delete(index="wktest-many-*,restored-wktest-many-*",
+                              ignore_unavailable=True)
 
 
 def test_restore_fails_when_document_counts_differ(
