@@ -154,6 +154,14 @@ class ClusterConfig(BaseModel):
     s3_access_key: Secret | None = None
     s3_secret_key: Secret | None = None
     git_url: str = ""
+    # Thanos Receive as deployed (the hashring and scale-receivers runbooks).
+    receive_statefulset: str = "thanos-receive"
+    receive_service: str = "thanos-receive"
+    receive_replication_factor: int = Field(2, ge=1)
+    receive_endpoint_template: str = "{pod}.{service}.{namespace}.svc.cluster.local:{port}"
+    hashring_configmap: str = "thanos-receive-hashring"
+    hashring_mode: Literal["direct", "gitops"] = "direct"
+    hashring_git_path: str = ""
     versions: dict[str, str] = Field(default_factory=dict)
     threshold_remote_write_lag_seconds: float = Field(120.0, gt=0)
     threshold_failed_ratio: float = Field(0.01, ge=0, le=1)

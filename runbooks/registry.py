@@ -12,6 +12,7 @@ from runbooks.errors import UsageError
 from runbooks.model import Runbook
 
 BUILTIN = (
+    "runbooks.hashring",
     "runbooks.ping",
     "runbooks.status",
     "runbooks.backup_opensearch",

@@ -61,6 +61,10 @@ def write_lab_inventory(directory: Path, a: Addresses, versions: dict[str, str],
         "wk_prometheus_url": f"http://{a.prometheus}:9090",
         "wk_opensearch_url": f"http://{a.opensearch}:9200",
         "wk_git_url": git_url,
+        # No cluster DNS in the lab: ring members are pod IPs (the node agent keeps them stable
+        # per ordinal, as a StatefulSet's DNS names are).
+        "wk_receive_endpoint_template": "{ip}:{port}",
+        "wk_hashring_git_path": "clusters/observability/thanos-receive/lab-hashring.yaml",
     }
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "group_vars").mkdir(exist_ok=True)
