@@ -257,8 +257,17 @@ def take(client, params, check_mode):
     body = {"indices": ",".join([n for n in names if n != manifest] + [manifest]), "ignore_unavailable": False,
             "include_global_state": False, "partial": params["partial"], "metadata": metadata}
     started = time.monotonic()
-    call("PUT _snapshot/%s/%s" % (repository, snapshot), client.snapshot.create,
-         repository=repository, snapshot=snapshot, body=body, wait_for_completion=False)
+    try:
+        call("PUT _snapshot/%s/%s" % (repository, snapshot), client.snapshot.create,
+             repository=repository, snapshot=snapshot, body=body, wait_for_completion=False)
+    except OpenSearchFailure:
+        # No snapshot, so no manifest: a leftover would describe a snapshot that never was.
+        try:
+            call("DELETE %s/_doc/%s" % (manifest, snapshot), client.delete, index=manifest,
+                 id=snapshot, refresh="true")
+        except OpenSearchFailure:
+            pass  # the refusal is what the operator must see
+        raise
     info, progress = wait(client, params, started)
     seconds = time.monotonic() - started
     after = count_documents(client, indices)

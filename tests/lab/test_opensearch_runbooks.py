@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,9 +42,35 @@ def opensearch_lab(lab: Lab) -> Lab:
     return lab
 
 
+def write_inventory(directory: Path, lab: Lab, opensearch_url: str) -> Path:
+    """An inventory in the production schema with the lab's observability cluster (its
+    OpenSearch) and a workload cluster without OpenSearch. Only the hosts these runbooks use:
+    the lab's own inventory also carries what other runbooks need, which may move while the
+    lab evolves."""
+    a = lab.addresses
+    (directory / "host_vars").mkdir(parents=True)
+    (directory / "hosts.yml").write_text(yaml.safe_dump({"all": {
+        "vars": {"ansible_connection": "local", "wk_environment": "lab"},
+        "children": {"lab": {"hosts": {"observability": {}, "k8s-cluster-01": {}}}}}}))
+    (directory / "host_vars" / "observability.yml").write_text(yaml.safe_dump({
+        "wk_role": "observability",
+        "wk_receive_http_urls": [f"http://{a.receiver(0)}:10902"],
+        "wk_opensearch_url": opensearch_url}))
+    (directory / "host_vars" / "k8s-cluster-01.yml").write_text(yaml.safe_dump({
+        "wk_agent_url": f"http://{a.agent(0)}:9090",
+        "wk_receive_remote_write_url": f"http://{a.receiver(0)}:19291/api/v1/receive"}))
+    return directory
+
+
 @pytest.fixture(scope="module")
-def client(opensearch_lab: Lab) -> Any:
-    return opensearch_client(load_inventory(opensearch_lab.inventory_dir).cluster("observability"))
+def inventory(opensearch_lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_inventory(tmp_path_factory.mktemp("os-inventory") / "inventory", opensearch_lab,
+                           f"http://{opensearch_lab.addresses.opensearch}:9200")
+
+
+@pytest.fixture(scope="module")
+def client(inventory: Path) -> Any:
+    return opensearch_client(load_inventory(inventory).cluster("observability"))
 
 
 @pytest.fixture(scope="module")
@@ -76,13 +102,13 @@ def source_indices(client: Any) -> Iterator[dict[str, int]]:
                           ignore_unavailable=True)
 
 
-def run(lab: Lab, tmp_path: Path, runbook: str, *args: str,
-        inventory: Path | None = None) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
-    """`watchkeeper run RUNBOOK` on the lab's observability cluster; the result and journal."""
+def run(inventory: Path, tmp_path: Path, runbook: str,
+        *args: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """`watchkeeper run RUNBOOK` on the observability cluster; the result and the journal."""
     run_dir = tmp_path / f"run-{len(list(tmp_path.glob('run-*')))}"
-    result = cli("run", runbook, "-i", str(inventory or lab.inventory_dir), "--limit",
-                 "observability", "--run-dir", str(run_dir), "--output", "json", *args,
-                 env={"WATCHKEEPER_STATE_DIR": str(tmp_path / "state"), **lab.env()})
+    result = cli("run", runbook, "-i", str(inventory), "--limit", "observability",
+                 "--run-dir", str(run_dir), "--output", "json", *args,
+                 env={"WATCHKEEPER_STATE_DIR": str(tmp_path / "state")})
     journal_path = run_dir / "journal.json"
     journal = json.loads(journal_path.read_text()) if journal_path.exists() else {}
     return result, journal
@@ -105,8 +131,8 @@ def snapshots(client: Any, repository: str) -> dict[str, str]:
     return {s["snapshot"]: s["state"] for s in found}
 
 
-def backup(lab: Lab, tmp_path: Path, repository: str, *args: str):
-    return run(lab, tmp_path, "backup-opensearch", "-e", f"repository={repository}",
+def backup(inventory: Path, tmp_path: Path, repository: str, *args: str):
+    return run(inventory, tmp_path, "backup-opensearch", "-e", f"repository={repository}",
                "-e", "indices=wktest-src-*", *args)
 
 
@@ -119,10 +145,10 @@ def snapshot_of(journal: dict[str, Any]) -> str:
 
 
 def test_backup_takes_a_successful_snapshot_and_journals_state_and_shards(
-    opensearch_lab: Lab, client: Any, repository: str, source_indices: dict[str, int],
+    inventory: Path, client: Any, repository: str, source_indices: dict[str, int],
     tmp_path: Path,
 ) -> None:
-    result, journal = backup(opensearch_lab, tmp_path, repository, "-e", "min_count=1")
+    result, journal = backup(inventory, tmp_path, repository, "-e", "min_count=1")
     assert result.returncode == 0, result.stdout + result.stderr
     assert json.loads(result.stdout)["clusters"] == {"observability": "ok"}
     taken = step(journal, "Take and verify the snapshot")
@@ -149,14 +175,14 @@ def test_backup_takes_a_successful_snapshot_and_journals_state_and_shards(
 
 
 def test_check_mode_lists_creations_and_deletions_and_changes_nothing(
-    opensearch_lab: Lab, client: Any, repository: str, source_indices: dict[str, int],
+    inventory: Path, client: Any, repository: str, source_indices: dict[str, int],
     tmp_path: Path,
 ) -> None:
-    result, _ = backup(opensearch_lab, tmp_path, repository, "-e", "min_count=1")
+    result, _ = backup(inventory, tmp_path, repository, "-e", "min_count=1")
     assert result.returncode == 0, result.stdout
     before = snapshots(client, repository)
     assert len(before) >= 1
-    result, journal = backup(opensearch_lab, tmp_path, repository, "--check", "-e",
+    result, journal = backup(inventory, tmp_path, repository, "--check", "-e",
                              "max_count=1", "-e", "min_count=1")
     assert result.returncode == 0, result.stdout + result.stderr
     assert journal["check_mode"] is True
@@ -172,11 +198,11 @@ def test_check_mode_lists_creations_and_deletions_and_changes_nothing(
 
 
 def test_retention_keeps_min_count_and_the_newest_and_foreign_snapshots(
-    opensearch_lab: Lab, client: Any, repository: str, source_indices: dict[str, int],
+    inventory: Path, client: Any, repository: str, source_indices: dict[str, int],
     tmp_path: Path,
 ) -> None:
     for _ in range(2):
-        result, _ = backup(opensearch_lab, tmp_path, repository, "-e", "max_count=null",
+        result, _ = backup(inventory, tmp_path, repository, "-e", "max_count=null",
                            "-e", "max_age_days=null", "-e", "min_count=1")
         assert result.returncode == 0, result.stdout
     # A snapshot someone else took: retention never touches it.
@@ -184,7 +210,7 @@ def test_retention_keeps_min_count_and_the_newest_and_foreign_snapshots(
                            body={"indices": "wktest-src-a"}, wait_for_completion=True)
     assert len(snapshots(client, repository)) >= 4
 
-    result, journal = backup(opensearch_lab, tmp_path, repository, "-e", "max_count=2",
+    result, journal = backup(inventory, tmp_path, repository, "-e", "max_count=2",
                              "-e", "min_count=1")
     assert result.returncode == 0, result.stdout
     newest = snapshot_of(journal)
@@ -196,14 +222,14 @@ def test_retention_keeps_min_count_and_the_newest_and_foreign_snapshots(
     assert deleted["status"] == "changed" and deleted["message"].startswith("deleted ")
 
     # Every managed snapshot is older than the age limit: min_count wins over max_age...
-    result, journal = backup(opensearch_lab, tmp_path, repository, "-e", "max_age_days=1e-6",
+    result, journal = backup(inventory, tmp_path, repository, "-e", "max_age_days=1e-6",
                              "-e", "max_count=null", "-e", "min_count=2")
     assert result.returncode == 0, result.stdout
     left = snapshots(client, repository)
     assert sorted(left) == sorted(["manual-keep", newest, snapshot_of(journal)])
 
     # ...and with min_count=1 only the newest successful one stays.
-    result, journal = backup(opensearch_lab, tmp_path, repository, "-e", "max_age_days=1e-6",
+    result, journal = backup(inventory, tmp_path, repository, "-e", "max_age_days=1e-6",
                              "-e", "max_count=null", "-e", "min_count=1")
     assert result.returncode == 0, result.stdout
     left = snapshots(client, repository)
@@ -228,18 +254,18 @@ def red_index(client: Any) -> Iterator[str]:
 
 
 def test_partial_snapshot_fails_the_run_and_skips_retention(
-    opensearch_lab: Lab, client: Any, repository: str, source_indices: dict[str, int],
+    inventory: Path, client: Any, repository: str, source_indices: dict[str, int],
     red_index: str, tmp_path: Path,
 ) -> None:
     indices = f"indices=[wktest-src-*, {red_index}]"
     # Without partial=true the red index is refused before anything changes.
     before = snapshots(client, repository)
-    result, journal = backup(opensearch_lab, tmp_path, repository, "-e", indices)
+    result, journal = backup(inventory, tmp_path, repository, "-e", indices)
     assert result.returncode == 3, result.stdout
     assert red_index in journal["message"] and "partial=true" in journal["message"]
     assert snapshots(client, repository) == before
 
-    result, journal = backup(opensearch_lab, tmp_path, repository, "-e", indices,
+    result, journal = backup(inventory, tmp_path, repository, "-e", indices,
                              "-e", "partial=true", "-e", "max_count=1", "-e", "min_count=1")
     assert result.returncode == 1, result.stdout
     assert journal["status"] == "failed" and journal["clusters"] == {"observability": "failed"}
@@ -260,19 +286,47 @@ def test_partial_snapshot_fails_the_run_and_skips_retention(
     client.snapshot.delete(repository=repository, snapshot=name)
 
 
+def test_snapshot_module_fails_when_opensearch_refuses_a_red_index(
+    inventory: Path, client: Any, repository: str, source_indices: dict[str, int],
+    red_index: str, tmp_path: Path,
+) -> None:
+    """Past validate (an index can turn red between validate and the snapshot), the module
+    itself fails: OpenSearch refuses a non-partial snapshot of a red index, no success is
+    reported and no snapshot is left behind."""
+    from runbooks.collection import collection_root, collections_path
+
+    if repository not in client.snapshot.get_repository():
+        client.snapshot.create_repository(repository=repository, body={
+            "type": "fs", "settings": {"location": repository}})
+    args = {"url": load_inventory(inventory).cluster("observability").opensearch_url,
+            "repository": repository, "snapshot": "wktest-refused",
+            "indices": ["wktest-src-*", red_index]}
+    path = tmp_path / "args.json"
+    path.write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
+    module = collection_root() / "plugins" / "modules" / "opensearch_snapshot.py"
+    proc = subprocess.run([sys.executable, str(module), str(path)], capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(collections_path())},
+                          timeout=120)
+    out = json.loads(proc.stdout)
+    assert out["failed"] is True
+    assert "PUT _snapshot/" in out["msg"] and red_index in out["msg"], out["msg"]
+    assert "wktest-refused" not in snapshots(client, repository)
+    assert not client.exists(index=MANIFEST, id="wktest-refused")  # no orphan manifest
+
+
 # --------------------------------------------------------------------------- restore
 
 
 def test_restore_into_renamed_indices_with_equal_document_counts(
-    opensearch_lab: Lab, client: Any, repository: str, source_indices: dict[str, int],
+    inventory: Path, client: Any, repository: str, source_indices: dict[str, int],
     tmp_path: Path,
 ) -> None:
-    result, journal = backup(opensearch_lab, tmp_path, repository, "-e", "min_count=1")
+    result, journal = backup(inventory, tmp_path, repository, "-e", "min_count=1")
     assert result.returncode == 0, result.stdout
     name = snapshot_of(journal)
 
     # Check mode names what it would create and creates nothing.
-    result, journal = run(opensearch_lab, tmp_path, "restore-opensearch", "--check", "-e",
+    result, journal = run(inventory, tmp_path, "restore-opensearch", "--check", "-e",
                           f"repository={repository}")
     assert result.returncode == 0, result.stdout
     message = step(journal, "Restore into renamed indices and compare document counts")["message"]
@@ -280,7 +334,7 @@ def test_restore_into_renamed_indices_with_equal_document_counts(
                        " restored-wktest-src-a, wktest-src-b -> restored-wktest-src-b")
     assert not client.indices.exists(index="restored-wktest-src-a")
 
-    result, journal = run(opensearch_lab, tmp_path, "restore-opensearch", "-e",
+    result, journal = run(inventory, tmp_path, "restore-opensearch", "-e",
                           f"repository={repository}")
     assert result.returncode == 0, result.stdout + result.stderr
     restored = step(journal, "Restore into renamed indices and compare document counts")
@@ -294,7 +348,7 @@ def test_restore_into_renamed_indices_with_equal_document_counts(
         assert check["evidence"] == f"{target}: {docs} documents = snapshot count of {source}"
 
     # The restored names are taken now: a second restore refuses before restoring anything.
-    result, journal = run(opensearch_lab, tmp_path, "restore-opensearch", "-e",
+    result, journal = run(inventory, tmp_path, "restore-opensearch", "-e",
                           f"repository={repository}")
     assert result.returncode == 1
     assert "restored-wktest-src-a, restored-wktest-src-b" in journal["message"]
@@ -307,7 +361,7 @@ def test_restore_into_renamed_indices_with_equal_document_counts(
     # recorded counts: refused before restoring anything, saying what to do instead.
     client.snapshot.create(repository=repository, snapshot="manual-nomanifest",
                            body={"indices": "wktest-src-a"}, wait_for_completion=True)
-    result, journal = run(opensearch_lab, tmp_path, "restore-opensearch", "-e",
+    result, journal = run(inventory, tmp_path, "restore-opensearch", "-e",
                           f"repository={repository}", "-e", "snapshot=manual-nomanifest")
     assert result.returncode == 1
     assert "holds no manifest" in journal["message"] and "compare_with=live" in journal["message"]
@@ -316,7 +370,7 @@ def test_restore_into_renamed_indices_with_equal_document_counts(
 
 
 def test_backup_of_many_indices_records_every_count_and_restores_them(
-    opensearch_lab: Lab, client: Any, repository: str, tmp_path: Path
+    inventory: Path, client: Any, repository: str, tmp_path: Path
 ) -> None:
     """OpenSearch caps snapshot metadata at 1024 bytes: the counts of two months of daily
     indices do not fit there, so they go in the manifest the snapshot carries."""
@@ -327,7 +381,7 @@ def test_backup_of_many_indices_records_every_count_and_restores_them(
                                                                  "number_of_replicas": 0}})
             client.index(index=name, id="1", body={"n": i})
         client.indices.refresh(index="wktest-many-*")
-        result, journal = run(opensearch_lab, tmp_path, "backup-opensearch", "-e",
+        result, journal = run(inventory, tmp_path, "backup-opensearch", "-e",
                               f"repository={repository}", "-e", "indices=wktest-many-*",
                               "-e", "min_count=1")
         assert result.returncode == 0, result.stdout
@@ -335,7 +389,7 @@ def test_backup_of_many_indices_records_every_count_and_restores_them(
         counts = client.get(index=MANIFEST, id=name)["_source"]["doc_counts"]
         assert counts == dict.fromkeys(names, 1)
         assert len(json.dumps(counts)) > 1024
-        result, journal = run(opensearch_lab, tmp_path, "restore-opensearch", "-e",
+        result, journal = run(inventory, tmp_path, "restore-opensearch", "-e",
                               f"repository={repository}", "-e", f"snapshot={name}",
                               "-e", "indices=wktest-many-application-logs-2026.01.3*")
         assert result.returncode == 0, result.stdout
@@ -349,15 +403,15 @@ def test_backup_of_many_indices_records_every_count_and_restores_them(
 
 
 def test_restore_fails_when_document_counts_differ(
-    opensearch_lab: Lab, client: Any, repository: str, source_indices: dict[str, int],
+    inventory: Path, client: Any, repository: str, source_indices: dict[str, int],
     tmp_path: Path,
 ) -> None:
-    result, journal = backup(opensearch_lab, tmp_path, repository, "-e", "min_count=1")
+    result, journal = backup(inventory, tmp_path, repository, "-e", "min_count=1")
     assert result.returncode == 0, result.stdout
     client.index(index="wktest-src-a", id="late", body={"message": "after the backup"},
                  refresh=True)
     try:
-        result, journal = run(opensearch_lab, tmp_path, "restore-opensearch", "-e",
+        result, journal = run(inventory, tmp_path, "restore-opensearch", "-e",
                               f"repository={repository}", "-e", f"snapshot={snapshot_of(journal)}",
                               "-e", "compare_with=live", "-e", "rename_replacement=drill-$1")
         assert result.returncode == 1, result.stdout
@@ -392,11 +446,11 @@ def existing(client: Any, pattern: str) -> list[str]:
 
 
 def test_cleanup_deletes_exactly_the_old_matching_indices(
-    opensearch_lab: Lab, client: Any, dated_indices: list[str], tmp_path: Path
+    inventory: Path, client: Any, dated_indices: list[str], tmp_path: Path
 ) -> None:
     everything = existing(client, "*")
     args = ("-e", "pattern=wktest-logs-*", "-e", "older_than_days=30")
-    result, journal = run(opensearch_lab, tmp_path, "cleanup-log-indices", "--check", *args)
+    result, journal = run(inventory, tmp_path, "cleanup-log-indices", "--check", *args)
     assert result.returncode == 0, result.stdout
     message = step(journal, "Delete indices older than the limit")["message"]
     assert message == ("would delete 2 index(es) older than 30 day(s): wktest-logs-2020.01.01,"
@@ -404,12 +458,12 @@ def test_cleanup_deletes_exactly_the_old_matching_indices(
     assert existing(client, "*") == everything  # check mode deleted nothing
 
     # By creation date every one of them is new: nothing goes.
-    result, journal = run(opensearch_lab, tmp_path, "cleanup-log-indices", *args, "-e",
+    result, journal = run(inventory, tmp_path, "cleanup-log-indices", *args, "-e",
                           "date_source=creation")
     assert result.returncode == 0, result.stdout
     assert existing(client, "*") == everything
 
-    result, journal = run(opensearch_lab, tmp_path, "cleanup-log-indices", *args)
+    result, journal = run(inventory, tmp_path, "cleanup-log-indices", *args)
     assert result.returncode == 0, result.stdout
     assert step(journal, "Delete indices older than the limit")["status"] == "changed"
     gone = sorted(set(everything) - set(existing(client, "*")))
@@ -425,18 +479,12 @@ def test_cleanup_deletes_exactly_the_old_matching_indices(
 def test_wrong_opensearch_url_is_a_precondition_failure_naming_the_field(
     opensearch_lab: Lab, client: Any, source_indices: dict[str, int], tmp_path: Path
 ) -> None:
-    inventory = tmp_path / "inventory"
-    shutil.copytree(opensearch_lab.inventory_dir, inventory)
-    host_vars = inventory / "host_vars" / "observability.yml"
-    values = yaml.safe_load(host_vars.read_text())
-    real = values["wk_opensearch_url"]
-    wrong = real.rsplit(":", 1)[0] + ":1"  # right host, nothing listening
-    values["wk_opensearch_url"] = wrong
-    host_vars.write_text(yaml.safe_dump(values))
+    wrong = f"http://{opensearch_lab.addresses.opensearch}:1"  # right host, nothing listening
+    inventory = write_inventory(tmp_path / "inventory", opensearch_lab, wrong)
     repository = "wktest-never-" + os.urandom(3).hex()
     for runbook in ("backup-opensearch", "restore-opensearch", "cleanup-log-indices"):
         extra = ("-e", f"repository={repository}") if runbook != "cleanup-log-indices" else ()
-        result, journal = run(opensearch_lab, tmp_path, runbook, *extra, inventory=inventory)
+        result, journal = run(inventory, tmp_path, runbook, *extra)
         assert result.returncode == 3, (runbook, result.stdout, result.stderr)
         message = json.loads(result.stdout)["message"]
         assert f"wk_opensearch_url {wrong}" in message and "connection refused" in message
@@ -446,12 +494,11 @@ def test_wrong_opensearch_url_is_a_precondition_failure_naming_the_field(
 
 
 def test_missing_opensearch_url_and_bad_params_exit_2_naming_the_field(
-    opensearch_lab: Lab, tmp_path: Path
+    inventory: Path, tmp_path: Path
 ) -> None:
-    env = {"WATCHKEEPER_STATE_DIR": str(tmp_path / "state"), **opensearch_lab.env()}
-    inventory = str(opensearch_lab.inventory_dir)
-    # A workload cluster has no OpenSearch in the lab inventory.
-    result = cli("run", "backup-opensearch", "-i", inventory, "--limit", "k8s-cluster-01",
+    env = {"WATCHKEEPER_STATE_DIR": str(tmp_path / "state")}
+    # A workload cluster has no OpenSearch.
+    result = cli("run", "backup-opensearch", "-i", str(inventory), "--limit", "k8s-cluster-01",
                  "--output", "json", env=env)
     assert result.returncode == 2
     message = json.loads(result.stdout)["message"]
@@ -464,7 +511,7 @@ def test_missing_opensearch_url_and_bad_params_exit_2_naming_the_field(
         ("cleanup-log-indices", "pattern=.kibana*", "pattern"),
         ("cleanup-log-indices", "older_than_days=0", "older_than_days"),
     ]:
-        result = cli("run", runbook, "-i", inventory, "--limit", "observability", "-e", param,
+        result = cli("run", runbook, "-i", str(inventory), "--limit", "observability", "-e", param,
                      "--output", "json", env=env)
         assert result.returncode == 2, (runbook, param, result.stdout)
         message = json.loads(result.stdout)["message"]
