@@ -200,6 +200,39 @@ def _converged(values, expected, baseline_errors):
     return baseline_errors is None or errors <= baseline_errors
 
 
+def _summary(result, check_mode):
+    before = set(hr.endpoint_address(e) for r in result["previous"] if isinstance(r, dict)
+                 for e in r.get("endpoints") or [])
+    after = set(result["endpoints"])
+    change = []
+    if after - before:
+        change.append("+" + ", +".join(sorted(after - before)))
+    if before - after:
+        change.append("-" + ", -".join(sorted(before - after)))
+    what = "; ".join(change) or ("reformatted" if result["changed"] else "")
+    if not result["changed"]:
+        return "ring unchanged: %d endpoint(s) (%s)" % (len(after), ", ".join(result["members"]))
+    if check_mode:
+        return "would apply (%s mode): %s; %d endpoint(s)" % (result["mode"], what, len(after))
+    return "applied (%s mode): %s; %d endpoint(s)" % (result["mode"], what, len(after))
+
+
+def _checks(result):
+    checks = []
+    for name in result.get("converge_pods", []):
+        values = result.get("reported", {}).get(name, {})
+        ok = name not in result.get("lagging", [])
+        checks.append(dict(
+            name="%s loaded the ring" % name, status="ok" if ok else "fail",
+            evidence="thanos_receive_config_hash=%s (want %.0f), last reload successful=%s" % (
+                values.get("thanos_receive_config_hash", values.get("error", "absent")),
+                result["expected_hash"],
+                values.get("thanos_receive_config_last_reload_successful", "absent")),
+            hint="" if ok else "its ConfigMap volume is not refreshed yet, or its reload failed:"
+                               " read its log"))
+    return checks
+
+
 def run(module):
     params = module.params
     client = kube.connect(params)
@@ -259,6 +292,7 @@ def run(module):
                                ring=rings)
     converge_pods = params.get("converge_pods") or [p.metadata.name for p in ready]
     result["converge_pods"] = converge_pods
+    result["msg"] = _summary(result, module.check_mode)
     if module.check_mode:
         if params["mode"] == "gitops" and result["changed"]:
             commit_to_git(params, text, check_mode=True)  # proves the path and access
@@ -286,6 +320,7 @@ def run(module):
     reported, lagging, waited, why = converge(client, params, converge_pods, expected,
                                               baseline, text)
     result.update(reported=reported, lagging=lagging, converge_seconds=round(waited, 1))
+    result["checks"] = _checks(result)
     if lagging:
         said = ", ".join("%s reports %s" % (n, reported.get(n, {}).get(
             "thanos_receive_config_hash", reported.get(n, {}).get("error", "nothing")))
@@ -294,7 +329,8 @@ def run(module):
             "no convergence after %.0f s: %s lag (want hash %.0f)%s" % (
                 waited, ", ".join(lagging), expected, "; " + why if why else ""),
             "their ConfigMap volume has not been refreshed or their reload failed: " + said,
-            **result)
+            **{k: v for k, v in result.items() if k != "msg"})
+    result["msg"] += "; proven on %d receiver(s) in %.1f s" % (len(converge_pods), waited)
     return result
 
 

@@ -316,7 +316,7 @@ class Lab:
         self._kube_objects(env)
         run("kube-controller-manager", "kube-scheduler", "kwok", "node-agent")
         seed.gitops_repo(self.dir / "git" / "platform.git", self.addresses)
-        self._sync_platform(binaries["kubectl"], progress)
+        self.sync_from_git(binaries["kubectl"], progress)
         run(*[c.name for c in components if c.name.startswith(("canary-", "prometheus-ha"))])
         self._wait_healthy(components, progress)
         self._wait_pods(progress)
@@ -371,7 +371,7 @@ class Lab:
             raise LabError(f"kubectl {' '.join(args)} failed: {proc.stderr.strip()}")
         return proc.stdout
 
-    def _sync_platform(self, kubectl: Path, progress: Progress) -> None:
+    def sync_from_git(self, kubectl: Path, progress: Progress = lambda s: None) -> None:
         """What ArgoCD does for the lab: apply each cluster's tree from the GitOps repository
         (server-side apply, so a second `up` changes nothing unless git did)."""
         checkout = self.dir / "gitops"
