@@ -12,11 +12,15 @@ from runbooks.inventory import ClusterConfig
 
 def kube_api(cluster: ClusterConfig) -> Any:
     """A kubernetes ApiClient for the cluster's kube context (and kubeconfig, if set)."""
+    import urllib3
     from kubernetes import config
 
-    return config.new_client_from_config(
+    client = config.new_client_from_config(
         config_file=cluster.kubeconfig or None, context=cluster.kube_context or None
     )
+    if not client.configuration.verify_ssl:  # the kubeconfig says insecure-skip-tls-verify
+        urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+    return client
 
 
 def s3_client(cluster: ClusterConfig) -> Any:

@@ -9,9 +9,12 @@ small per-user directory and point ANSIBLE_COLLECTIONS_PATH at it.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
+import sys
 from functools import cache
 from pathlib import Path
+from types import ModuleType
 
 NAMESPACE = "watchkeeper"
 NAME = "platform"
@@ -65,3 +68,13 @@ def collections_path() -> Path:
         tmp.symlink_to(root, target_is_directory=True)
         os.replace(tmp, link)
     return base
+
+
+def module_utils(name: str) -> ModuleType:
+    """One of our collection's module_utils, for the runbooks' Python side (gates reuse the
+    logic the modules run instead of a copy of it)."""
+    path = str(collections_path())
+    if path not in sys.path:
+        sys.path.append(path)
+    return importlib.import_module(
+        f"ansible_collections.{NAMESPACE}.{NAME}.plugins.module_utils.{name}")

@@ -145,6 +145,7 @@ class ClusterConfig(BaseModel):
     alertmanager_url: Url | None = None
     grafana_url: Url | None = None
     prometheus_url: Url | None = None
+    prometheus_tsdb_path: str = ""
     opensearch_url: Url | None = None
     opensearch_auth: BasicAuth | None = None
     s3_endpoint: Url | None = None
@@ -162,6 +163,9 @@ class ClusterConfig(BaseModel):
     hashring_configmap: str = "thanos-receive-hashring"
     hashring_mode: Literal["direct", "gitops"] = "direct"
     hashring_git_path: str = ""
+    # A series every workload cluster writes continuously: a change is proven by new samples
+    # of it in Query (`up` of the agents works anywhere; the lab has a dedicated canary).
+    canary_query: str = "up"
     versions: dict[str, str] = Field(default_factory=dict)
     threshold_remote_write_lag_seconds: float = Field(120.0, gt=0)
     threshold_failed_ratio: float = Field(0.01, ge=0, le=1)

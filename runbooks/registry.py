@@ -13,11 +13,13 @@ from runbooks.model import Runbook
 
 BUILTIN = (
     "runbooks.hashring",
+    "runbooks.scale_receivers",
     "runbooks.ping",
     "runbooks.status",
     "runbooks.backup_opensearch",
     "runbooks.restore_opensearch",
     "runbooks.cleanup_log_indices",
+    "runbooks.receiver_health",
 )
 
 

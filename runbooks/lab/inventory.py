@@ -17,7 +17,8 @@ from runbooks.lab.topology import Addresses
 
 
 def write_lab_inventory(directory: Path, a: Addresses, versions: dict[str, str],
-                        git_url: str, kubeconfig: Path | None = None) -> Path:
+                        git_url: str, kubeconfig: Path | None = None,
+                        lab_dir: Path | None = None) -> Path:
     receivers_http = [f"http://{a.receiver(i)}:10902" for i in range(topology.RECEIVERS)]
     receivers_grpc = [f"{a.receiver(i)}:10901" for i in range(topology.RECEIVERS)]
     common = {
@@ -59,11 +60,13 @@ def write_lab_inventory(directory: Path, a: Addresses, versions: dict[str, str],
         "wk_store_url": f"http://{a.store}:10902",
         "wk_alertmanager_url": f"http://{a.alertmanager}:9093",
         "wk_prometheus_url": f"http://{a.prometheus}:9090",
+        **({"wk_prometheus_tsdb_path": str(lab_dir / "data" / "prometheus")} if lab_dir else {}),
         "wk_opensearch_url": f"http://{a.opensearch}:9200",
         "wk_git_url": git_url,
         # No cluster DNS in the lab: ring members are pod IPs (the node agent keeps them stable
         # per ordinal, as a StatefulSet's DNS names are).
         "wk_receive_endpoint_template": "{ip}:{port}",
+        "wk_canary_query": "watchkeeper_lab_canary_total",
         "wk_hashring_git_path": "clusters/observability/thanos-receive/lab-hashring.yaml",
     }
     directory.mkdir(parents=True, exist_ok=True)

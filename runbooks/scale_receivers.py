@@ -1,0 +1,171 @@
+"""scale-receivers: Thanos Receive up or down by the safe procedure (DOMAIN.md).
+
+1. validate: an observability cluster with its kube context, Query (for the post-gate) and,
+   to scale down, the blocks bucket; `replicas` >= the replication factor;
+2. pre-gate (baseline): every receiver Ready and at the StatefulSet's replicas; the ring's
+   catch-all members are exactly the Ready receivers and every receiver has loaded it;
+3. up: StatefulSet first, the new pods Ready, only then the ring takes them (proven);
+   down: one member at a time from the highest ordinal, ring before StatefulSet (proven on
+   every receiver, the leaving one included), its shutdown flush awaited and its final block
+   verified in the bucket before its claim may be released (`release_pvcs`);
+4. post-gate: a canary series written after the change is visible in Query;
+5. rollback (any failure, a failed gate or an interrupt): replicas and ring back to the
+   start, in the safe order for the direction.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.parse
+import urllib.request
+from typing import Any
+
+from pydantic import Field
+
+from runbooks.clients import kube_api
+from runbooks.collection import module_utils
+from runbooks.errors import PreconditionFailed
+from runbooks.inventory import ClusterConfig
+from runbooks.model import Gate, GateResult, Params, Runbook, RunContext
+
+
+class ScaleParams(Params):
+    replicas: int = Field(..., ge=1, le=64, description="target number of receivers")
+    ready_timeout: float = Field(300.0, gt=0, description="seconds for new pods to be Ready")
+    converge_timeout: float = Field(180.0, gt=0, description="seconds for each ring proof")
+    upload_timeout: float = Field(
+        300.0, gt=0, description="seconds for a removed receiver's final block in the bucket")
+    release_pvcs: bool = Field(
+        False, description="delete a removed receiver's claim once its upload is verified")
+    canary_timeout: float = Field(
+        120.0, gt=0, description="seconds for a canary sample written after the change")
+
+
+def _ring_and_pods(cluster: ClusterConfig) -> tuple[Any, list[Any], str]:
+    kube = module_utils("kube")
+    client = kube_api(cluster)
+    sts, pods = kube.statefulset_pods(client, cluster.namespace, cluster.receive_statefulset)
+    cm = kube.core(client).read_namespaced_config_map(cluster.hashring_configmap,
+                                                      cluster.namespace)
+    return sts, pods, str((cm.data or {}).get("hashrings.json", ""))
+
+
+def _endpoint(cluster: ClusterConfig, pod: Any) -> str:
+    return cluster.receive_endpoint_template.format(
+        pod=pod.metadata.name, ip=pod.status.pod_ip or "", service=cluster.receive_service,
+        namespace=cluster.namespace, port=10901)
+
+
+def baseline(ctx: RunContext, cluster: ClusterConfig) -> GateResult:
+    """Every receiver Ready, the ring = the Ready receivers, every receiver on that ring."""
+    kube = module_utils("kube")
+    hashring = module_utils("hashring")
+    sts, pods, text = _ring_and_pods(cluster)
+    ready = [p for p in pods if kube.is_ready(p)]
+    problems = []
+    if len(ready) != (sts.spec.replicas or 0):
+        names = [p.metadata.name for p in pods if not kube.is_ready(p)]
+        problems.append(f"{len(ready)}/{sts.spec.replicas} receivers Ready"
+                        f" (not Ready: {', '.join(names) or 'missing pods'})")
+    try:
+        ring = json.loads(text)
+        members = set(hashring.endpoint_address(e) for e in ring[-1]["endpoints"])
+    except (ValueError, KeyError, IndexError, TypeError):
+        members = set()
+        problems.append("the hashring ConfigMap does not parse")
+    expected = {_endpoint(cluster, p) for p in ready}
+    if members != expected:
+        problems.append(f"ring members {sorted(members)} != Ready receivers {sorted(expected)}")
+    want = hashring.config_hash(text.encode())
+    client = kube_api(cluster)
+    lagging = []
+    for pod in ready:
+        metrics = kube.proxy_get(client, cluster.namespace, pod.metadata.name, 10902, "metrics")
+        if not _has_value(metrics, "thanos_receive_config_hash", want):
+            lagging.append(pod.metadata.name)
+    if lagging:
+        problems.append(f"not on the current ring: {', '.join(lagging)}")
+    if problems:
+        return GateResult(False, "; ".join(problems))
+    return GateResult(True, f"{len(ready)} receivers Ready, all on the ring of {len(members)}")
+
+
+def _has_value(metrics: str, name: str, value: float) -> bool:
+    for line in metrics.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1]) == value
+    return False
+
+
+def _newest_canary(cluster: ClusterConfig) -> float:
+    query = f"max(timestamp({cluster.canary_query}))"
+    url = f"{cluster.query_url}/api/v1/query?" + urllib.parse.urlencode({"query": query})
+    with urllib.request.urlopen(url, timeout=10) as response:
+        result = json.load(response)["data"]["result"]
+    return float(result[0]["value"][1]) if result else 0.0
+
+
+def canary_after_change(ctx: RunContext, cluster: ClusterConfig) -> GateResult:
+    """A canary sample newer than this gate's start reaches Query: writes flow end to end."""
+    params: Any = ctx.params
+    since = time.time()
+    deadline = time.monotonic() + params.canary_timeout
+    newest = 0.0
+    while time.monotonic() < deadline:
+        try:
+            newest = _newest_canary(cluster)
+        except OSError as exc:
+            return GateResult(False, f"Query {cluster.query_url} unreachable: {exc}")
+        if newest > since:
+            return GateResult(True, f"{cluster.canary_query}: newest sample"
+                                    f" {newest - since:.1f} s after the change")
+        time.sleep(2)
+    return GateResult(False, f"{cluster.canary_query}: no sample newer than the change within"
+                             f" {params.canary_timeout:.0f} s (newest {since - newest:.0f} s"
+                             " before it)")
+
+
+class ScaleReceivers(Runbook):
+    name = "scale-receivers"
+    summary = ("Scale Thanos Receive up or down safely: Ready before joining, one member at a"
+               " time, ring before StatefulSet, flush and upload verified, canary proven")
+    mutating = True
+    playbook = "scale-receivers.yml"
+    rollback_playbook = "scale-receivers-rollback.yml"
+    Params = ScaleParams
+    changes = ("the receive StatefulSet's replicas and the hashring (ConfigMap or GitOps"
+               " commit); with release_pvcs, removed receivers' claims")
+    rollback = "replicas and ring back to the start, in the safe order for the direction"
+    requires = ("kube_context", "query_url")
+    pre_gates = (Gate("baseline", "every receiver Ready and on the current ring", baseline),)
+    post_gates = (Gate("canary", "a canary sample written after the change is in Query",
+                       canary_after_change),)
+
+    def validate(self, ctx: RunContext) -> None:
+        params: Any = ctx.params
+        selected = [c for c in ctx.clusters if c.role == "observability"]
+        if len(selected) != len(ctx.clusters):
+            others = ", ".join(c.name for c in ctx.clusters if c.role != "observability")
+            raise PreconditionFailed(
+                f"scale-receivers runs on observability clusters only; {others} is not one"
+                " (use --limit with the observability cluster)")
+        for cluster in selected:
+            if params.replicas < cluster.receive_replication_factor:
+                raise PreconditionFailed(
+                    f"{cluster.name}: replicas={params.replicas} < replication factor"
+                    f" {cluster.receive_replication_factor}: every write would fail its quorum")
+            sts, _, _ = _ring_and_pods(cluster)
+            if params.replicas < (sts.spec.replicas or 0) and not cluster.s3_bucket_blocks:
+                raise PreconditionFailed(
+                    f"{cluster.name}: scaling down verifies each removed receiver's final block"
+                    " in the bucket: set wk_s3_bucket_blocks (and the S3 endpoint/keys)")
+
+    def extravars(self, ctx: RunContext) -> dict[str, Any]:
+        """The start (replicas and ring file) per cluster, for the rollback."""
+        params: Any = ctx.params
+        start: dict[str, Any] = {}
+        for cluster in ctx.clusters:
+            sts, _, text = _ring_and_pods(cluster)
+            start[cluster.name] = {"replicas": int(sts.spec.replicas or 0), "ring": text}
+        return {**params.model_dump(mode="json"), "wk_start": start}
