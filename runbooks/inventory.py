@@ -137,6 +137,9 @@ class ClusterConfig(BaseModel):
     namespace: str = "monitoring"
     agent_url: Url | None = None
     agent_auth: BasicAuth | None = None
+    # Where agent-health reads the agent's log (fields {namespace}, {pod}); empty: the pod log
+    # through the Kubernetes API (agent-health, restart-agent).
+    agent_log_path: str = ""
     receive_remote_write_url: Url | None = None
     receive_http_urls: tuple[Url, ...] = ()
     receive_grpc_endpoints: tuple[HostPort, ...] = ()

@@ -20,6 +20,7 @@ BUILTIN = (
     "runbooks.restore_opensearch",
     "runbooks.cleanup_log_indices",
     "runbooks.receiver_health",
+    "runbooks.agent_health",
 )
 
 
