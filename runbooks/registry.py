@@ -21,6 +21,7 @@ BUILTIN = (
     "runbooks.cleanup_log_indices",
     "runbooks.receiver_health",
     "runbooks.agent_health",
+    "runbooks.restart_agent",
 )
 
 

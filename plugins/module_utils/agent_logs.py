@@ -51,6 +51,8 @@ _PATTERNS = (
     ("connection_refused", re.compile(r"connection refused")),
     ("timeout", re.compile(r"context deadline exceeded|i/o timeout|Client\.Timeout")),
 )
+#: Warnings every orderly restart logs: not errors.
+_BENIGN = re.compile(r'msg="Received SIGTERM, exiting gracefully')
 _LEVEL = re.compile(r"(?:^|\s)level=(\w+)")
 _TS = re.compile(r"^ts=(\S+)")
 _FIELD = re.compile(r'(\w+)=("(?:[^"\\]|\\.)*"|\S+)')
@@ -90,6 +92,8 @@ def classify(line):
     """The class of one log line (see CLASSES), or None when it is not an error or warning."""
     level = _LEVEL.search(line)
     if not level or level.group(1) not in ("warn", "error"):
+        return None
+    if _BENIGN.search(line):
         return None
     for name, pattern in _PATTERNS[:2]:
         if pattern.search(line):
@@ -164,3 +168,30 @@ def check_of(summary, source, window_seconds):
     return {"name": "agent log", "status": status,
             "evidence": "last %d s of %s: " % (window_seconds, source) + " | ".join(parts),
             "hint": "; ".join(hints)}
+
+
+_REPLAY_DONE = re.compile(r'msg="Done replaying WAL"')
+
+
+def replay_summary(lines, since=None):
+    """What the log says about a WAL replay at or after `since`: the storage replay start
+    and, per remote-write queue, "Done replaying WAL" with its duration ("" when none)."""
+    started = False
+    done = []
+    for line in lines:
+        if since is not None:
+            stamp = line_time(line)
+            if stamp is None or stamp < since:
+                continue
+        if "replaying WAL" in line and "Done" not in line:
+            started = True
+        elif _REPLAY_DONE.search(line):
+            f = fields(line)
+            done.append("%s in %s" % (f.get("remote_name") or f.get("url", "?"),
+                                      f.get("duration", "?")))
+    if not started and not done:
+        return ""
+    text = "WAL replay started" if started else "WAL replay"
+    if done:
+        text += "; remote write done replaying WAL: " + ", ".join(done)
+    return text
