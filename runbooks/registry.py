@@ -19,9 +19,13 @@ BUILTIN = (
     "runbooks.backup_opensearch",
     "runbooks.restore_opensearch",
     "runbooks.cleanup_log_indices",
+    "runbooks.backup_tsdb",
+    "runbooks.restore_tsdb",
     "runbooks.receiver_health",
     "runbooks.agent_health",
     "runbooks.restart_agent",
+    "runbooks.backup_bucket",
+    "runbooks.restore_bucket",
 )
 
 
