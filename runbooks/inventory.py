@@ -175,6 +175,22 @@ class ClusterConfig(BaseModel):
     threshold_pending_samples: int = Field(100_000, ge=0)
     rto_target_seconds: int | None = Field(None, gt=0)
     rpo_target_seconds: int | None = Field(None, gt=0)
+    # Operations checklists (runbooks/checklists.py; docs/inventory.md has each default's why).
+    grafana_auth: BasicAuth | None = None
+    argocd_namespace: str = "argocd"
+    data_volume_paths: tuple[str, ...] = ()
+    log_index_pattern: str = "logs-*"
+    log_retention_days: int = Field(30, ge=1)
+    versions_latest: dict[str, str] = Field(default_factory=dict)
+    versions_latest_file: str = ""
+    threshold_disk_warn_percent: float = Field(80.0, gt=0, le=100)
+    threshold_disk_fail_percent: float = Field(90.0, gt=0, le=100)
+    threshold_wal_bytes: int = Field(2 * 1024**3, gt=0)
+    threshold_s3_growth_percent: float = Field(50.0, gt=0)
+    threshold_alert_firing_hours: float = Field(24.0, gt=0)
+    threshold_backup_verified_age_days: float = Field(7.0, gt=0)
+    threshold_process_memory_bytes: int = Field(8 * 1024**3, gt=0)
+    threshold_process_cpu_cores: float = Field(4.0, gt=0)
 
     def secrets(self) -> list[tuple[str, SecretRef]]:
         """Every secret reference of this cluster, with its variable name."""
@@ -183,7 +199,7 @@ class ClusterConfig(BaseModel):
             ref = getattr(self, key)
             if ref is not None:
                 found.append((PREFIX + key, ref))
-        for key in ("agent_auth", "opensearch_auth"):
+        for key in ("agent_auth", "opensearch_auth", "grafana_auth"):  # grafana: checklists
             auth = getattr(self, key)
             if auth is not None:
                 found.append((f"{PREFIX}{key}.password", auth.password))

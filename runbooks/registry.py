@@ -26,6 +26,7 @@ BUILTIN = (
     "runbooks.restart_agent",
     "runbooks.backup_bucket",
     "runbooks.restore_bucket",
+    "runbooks.checklists",  # checklist-daily, checklist-weekly, checklist-monthly (issue 7)
 )
 
 

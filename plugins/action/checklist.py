@@ -1,0 +1,46 @@
+# -*- coding: utf-8 -*-
+# Copyright: watchkeeper maintainers; Apache-2.0
+"""Run checklist items inside the controller's worker when the connection is local.
+
+Every watchkeeper cluster entry uses `ansible_connection: local` and the items are HTTP and
+API reads from the controller anyway; shipping the module would start an interpreter per
+cluster and task. Other connections get the real module.
+
+A failed check does not fail the task: the checklist goes on with the next items, and the
+`checklist_verdict` task at the end fails the cluster once, naming every failed check.
+"""
+
+from __future__ import absolute_import, annotations, division, print_function
+
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+from ansible.plugins.action import ActionBase
+from ansible_collections.watchkeeper.platform.plugins.module_utils.checklist import worst
+from ansible_collections.watchkeeper.platform.plugins.module_utils.checklist_probe import (
+    ARGUMENT_SPEC,
+    run_items,
+)
+
+
+class ActionModule(ActionBase):
+    TRANSFERS_FILES = False
+
+    def run(self, tmp=None, task_vars=None):
+        result = super().run(tmp, task_vars)
+        if self._connection.transport != "local":
+            result.update(self._execute_module(task_vars=task_vars))
+            return result
+        validated = ArgumentSpecValidator(ARGUMENT_SPEC).validate(self._task.args)
+        if validated.error_messages:
+            result.update(failed=True, msg="; ".join(validated.error_messages))
+            return result
+        try:
+            checks = run_items(validated.validated_parameters)
+        except ValueError as exc:
+            result.update(failed=True, msg=str(exc))
+            return result
+        counts = dict((s, sum(1 for c in checks if c["status"] == s))
+                      for s in ("ok", "warn", "fail", "skipped"))
+        result.update(changed=False, checks=checks, worst=worst(checks),
+                      msg="worst %s: " % worst(checks) + ", ".join(
+                          "%d %s" % (n, s) for s, n in counts.items() if n))
+        return result
