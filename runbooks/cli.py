@@ -82,6 +82,16 @@ def _parser() -> argparse.ArgumentParser:
         q.add_argument("-l", "--limit", default="")
         q.add_argument("--output", choices=("text", "json"), default="text")
 
+    # Quick reference (issue 7): an instant query against a cluster's Thanos Query.
+    q = sub.add_parser("query", help="instant PromQL query against a cluster's wk_query_url")
+    q.add_argument("promql", metavar="PROMQL")
+    q.add_argument("-i", "--inventory", type=Path, default=_env_path("WATCHKEEPER_INVENTORY"),
+                   help="inventory (default $WATCHKEEPER_INVENTORY)")
+    q.add_argument("--cluster", "-c", default=None,
+                   help="the cluster whose wk_query_url to use (default: the first with one)")
+    q.add_argument("--timeout", type=float, default=30.0)
+    q.add_argument("--output", choices=("text", "json"), default="text")
+
     lab = sub.add_parser("lab", help="the local lab of real programs")
     lab_sub = lab.add_subparsers(dest="lab_command", required=True, metavar="ACTION")
     for name, text in (("up", "build what is missing, start what is down, wait for health"),
@@ -278,6 +288,32 @@ def cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
     return result.exit_code
 
 
+def cmd_query(args: argparse.Namespace, out: Console, err: Console) -> int:
+    from runbooks.inventory import load_inventory
+    from runbooks.quickref import instant_query, query_cluster
+
+    if args.inventory is None:
+        raise UsageError("query needs an inventory: -i PATH or WATCHKEEPER_INVENTORY")
+    cluster = query_cluster(load_inventory(args.inventory), args.cluster)
+    result = instant_query(cluster, args.promql, args.timeout)
+    if args.output == "json":
+        print(json.dumps(result.to_dict(), indent=2))
+        return 0
+    for warning in result.warnings:
+        err.print(f"[yellow]warning:[/] {warning}")
+    table = Table(box=None, header_style="bold")
+    columns = result.columns()
+    for column in columns:
+        table.add_column(column, justify="right" if column == "value" else "left")
+    for row in result.rows:
+        table.add_row(*[str(row["value"]) if c == "value" else str(row["labels"].get(c, ""))
+                        for c in columns])
+    out.print(table)
+    err.print(f"[dim]{len(result.rows)} {result.result_type or 'result'} row(s) from"
+              f" {result.url} ({cluster.name})[/]")
+    return 0
+
+
 def cmd_lab(args: argparse.Namespace, out: Console, err: Console) -> int:
     try:
         from runbooks.lab import Lab
@@ -328,6 +364,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_inventory(args, out, err)
         if args.command == "lab":
             return cmd_lab(args, out, err)
+        if args.command == "query":
+            return cmd_query(args, out, err)
         return cmd_run(args, out, err)
     except InventoryError as exc:
         if exc.problems:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
@@ -40,12 +42,55 @@ def problems(journal: Journal) -> list[tuple[Step, str]]:
     return found
 
 
+_CHECK_ORDER = {"fail": 0, "warn": 1, "skipped": 2, "ok": 3}
+_SEVERITY = {"ok": 0, "skipped": 1, "warn": 2, "fail": 3}
+
+
+def check_rows(journal: Journal) -> list[dict[str, str]]:
+    """One row per cluster and check (a checklist's consolidated view), worst first within a
+    cluster, clusters in the order of the run."""
+    order = {name: i for i, name in enumerate(journal.clusters)}
+    rows = [{"cluster": step.cluster, "step": step.name, "check": check.name,
+             "status": check.status, "evidence": check.evidence, "hint": check.hint}
+            for step in journal.steps for check in step.checks]
+    return sorted(rows, key=lambda r: (order.get(r["cluster"], len(order)),
+                                       _CHECK_ORDER.get(r["status"], 0)))
+
+
+def check_summary(journal: Journal) -> dict[str, dict[str, Any]]:
+    """Per cluster: the worst check status and the count of each status."""
+    summary: dict[str, dict[str, Any]] = {}
+    for row in check_rows(journal):
+        entry = summary.setdefault(row["cluster"], {"worst": "ok", "ok": 0, "warn": 0,
+                                                    "fail": 0, "skipped": 0})
+        entry[row["status"]] = entry.get(row["status"], 0) + 1
+        if _SEVERITY.get(row["status"], 3) > _SEVERITY[entry["worst"]]:
+            entry["worst"] = row["status"]
+    return summary
+
+
+def render_json(journal: Journal) -> str:
+    """The consolidated machine report: the run's outcome, per-cluster summary, every check."""
+    summary = check_summary(journal)
+    worst = max((s["worst"] for s in summary.values()), key=lambda w: _SEVERITY[w],
+                default=None)
+    return json.dumps({
+        "runbook": journal.runbook, "run_id": journal.run_id, "status": journal.status,
+        "exit_code": journal.exit_code, "started": journal.started.isoformat(),
+        "duration": journal.duration, "clusters": dict(journal.clusters),
+        "worst_check": worst, "summary": summary, "checks": check_rows(journal),
+        "message": journal.message,
+    }, indent=2)
+
+
 def render_markdown(journal: Journal) -> str:
-    return _env().get_template("report.md.j2").render(j=journal, problems=problems(journal))
+    return _env().get_template("report.md.j2").render(j=journal, problems=problems(journal),
+                                                      summary=check_summary(journal))
 
 
 def render_html(journal: Journal) -> str:
-    return _env().get_template("report.html.j2").render(j=journal, problems=problems(journal))
+    return _env().get_template("report.html.j2").render(j=journal, problems=problems(journal),
+                                                        summary=check_summary(journal))
 
 
 def render_junit(journal: Journal) -> str:
@@ -91,3 +136,4 @@ def write_reports(journal: Journal, run_dir: Path) -> None:
     (run_dir / "report.md").write_text(render_markdown(journal))
     (run_dir / "report.html").write_text(render_html(journal))
     (run_dir / "junit.xml").write_text(render_junit(journal))
+    (run_dir / "report.json").write_text(render_json(journal))
