@@ -72,7 +72,7 @@ def parse_answer(body: dict[str, Any]) -> tuple[str, list[dict[str, Any]], list[
         for item in result or []:
             rows.append({"labels": item.get("metric", {}), "timestamp": item["value"][0],
                          "value": item["value"][1]})
-    elif kind in ("scalar", "string"):
+    elif kind in ("scalar", "string") and isinstance(result, list):
         rows.append({"labels": {}, "timestamp": result[0], "value": result[1]})
     elif kind == "matrix":
         for item in result or []:
