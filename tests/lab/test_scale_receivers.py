@@ -35,14 +35,17 @@ def run_scale(lab: Lab, tmp_path: Path, *args: str) -> tuple[Any, dict[str, Any]
 
 
 def canary_samples(lab: Lab, cluster: str, start: float, end: float) -> int:
-    """Deduplicated canary samples of `cluster` in Query over [start, end]."""
+    """Distinct canary sample times of `cluster` in Query over [start, end], across every
+    replica's copy (dedup off: Thanos's penalty dedup skips samples when it switches
+    replicas, which a ring change makes it do; the union of the raw copies is what was
+    stored)."""
     window = int(end - start)
-    query = f'count_over_time(watchkeeper_lab_canary_total{{cluster="{cluster}"}}[{window}s])'
+    query = f'watchkeeper_lab_canary_total{{cluster="{cluster}"}}[{window}s]'
     url = (f"http://{lab.addresses.query}:10902/api/v1/query?"
-           + urllib.parse.urlencode({"query": query, "time": f"{end:.3f}", "dedup": "true"}))
+           + urllib.parse.urlencode({"query": query, "time": f"{end:.3f}", "dedup": "false"}))
     with urllib.request.urlopen(url, timeout=20) as response:
         rows = json.load(response)["data"]["result"]
-    return int(float(rows[0]["value"][1])) if rows else 0
+    return len({float(t) for row in rows for t, _ in row["values"]})
 
 
 def assert_no_canary_gap(lab: Lab, start: float, end: float) -> None:
