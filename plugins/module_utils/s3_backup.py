@@ -228,6 +228,7 @@ def scan_tree(root):
             if len(parts) == 2 and parts[1] == "meta.json" and is_block_dir(parts[0]):
                 with open(full, "rb") as handle:
                     metas[parts[0]] = json.load(handle)
+    files.sort(key=lambda f: f["path"])
     return files, metas
 
 
