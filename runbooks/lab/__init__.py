@@ -636,7 +636,7 @@ class Lab:
 
         write_lab_inventory(self.inventory_dir, self.addresses, versions,
                             git_url=f"file://{self.dir / 'git' / 'platform.git'}",
-                            kubeconfig=self.kubeconfig)
+                            kubeconfig=self.kubeconfig, lab_dir=self.dir)
 
 
 def _fingerprint(component: Component) -> str:
