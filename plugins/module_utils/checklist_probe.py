@@ -103,6 +103,8 @@ def run_items(params, now=None):
         raise ValueError("unknown checklist item(s): %s (known: %s)" % (
             ", ".join(unknown), ", ".join(sorted(ITEMS))))
 
+    _preload(items)
+
     def one(item):
         try:
             return ITEMS[item](params, kube, now)
@@ -113,6 +115,23 @@ def run_items(params, now=None):
     with ThreadPoolExecutor(max_workers=min(PARALLEL_ITEMS, max(1, len(items)))) as pool:
         results = list(pool.map(one, items))
     return [c for checks in results for c in checks]
+
+
+#: Libraries an item imports. Imported once before the items' threads start: two threads
+#: importing requests (kubernetes, opensearch-py) at once can see a half-initialised module.
+_LIBRARIES = {"argocd": ("kubernetes",), "disk": ("kubernetes",), "wal": ("kubernetes",),
+              "versions": ("kubernetes",), "patches": ("kubernetes",), "s3": ("boto3",),
+              "log_indices": ("opensearchpy",)}
+
+
+def _preload(items):
+    import importlib
+
+    for name in sorted(set(lib for item in items for lib in _LIBRARIES.get(item, ()))):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass  # the item reports it when it runs
 
 
 # --------------------------------------------------------------------------- HTTP helpers
