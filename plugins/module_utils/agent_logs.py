@@ -21,6 +21,9 @@ from datetime import datetime, timezone
 #: class whose pattern matches a line wins (a 409 "out of order" is reported as out of order,
 #: not as a generic 4xx).
 CLASSES = (
+    ("unsent_at_shutdown", True, "samples still queued when the agent stopped were dropped",
+     "an agent stopped while its queue could not deliver; those samples are lost (a restart"
+     " does not resend them)"),
     ("out_of_order", True, "409 out of order: samples older than the series' newest, dropped",
      "two writers for the same series (duplicate external labels / replicas without a replica"
      " label), or a restarted agent resending; check the agents' external labels"),
@@ -44,6 +47,8 @@ CLASSES = (
 
 _STATUS = re.compile(r"server returned HTTP status (\d{3})")
 _PATTERNS = (
+    ("unsent_at_shutdown", re.compile(r'Failed to flush all samples on shutdown|'
+                                      r'err="context canceled"')),
     ("out_of_order", re.compile(r"out of order sample|out-of-order|out of order")),
     ("out_of_bounds", re.compile(r"out of bounds|out-of-bounds")),
     ("dns", re.compile(r"lookup \S+.*(no such host|server misbehaving|i/o timeout)|"
@@ -95,7 +100,7 @@ def classify(line):
         return None
     if _BENIGN.search(line):
         return None
-    for name, pattern in _PATTERNS[:2]:
+    for name, pattern in _PATTERNS[:3]:
         if pattern.search(line):
             return name
     status = _STATUS.search(line)
@@ -105,39 +110,45 @@ def classify(line):
             return "http_4xx_dropped"
         if code >= 500:
             return "http_5xx_retried"
-    for name, pattern in _PATTERNS[2:]:
+    for name, pattern in _PATTERNS[3:]:
         if pattern.search(line):
             return name
     return "other_error"
 
 
-def summarize(lines, since=None):
-    """Counts and one example (the most recent) per class, for lines at or after `since`
-    (epoch seconds; lines without a timestamp are kept when `since` is None only).
+def summarize(lines, since=None, until=None):
+    """Counts and one example (the most recent) per class, for lines at or after `since` and
+    before `until` (epoch seconds; lines without a timestamp are kept only when neither is
+    given).
 
-    Returns {"lines": n_considered, "classes": {name: {"count", "example", "lost",
-    "meaning", "hint", "remote_names"}}}; only classes that occurred appear.
+    Returns {"lines": n_considered, "classes": {name: {"count", "samples", "example", "lost",
+    "meaning", "hint", "remote_names"}}}; only classes that occurred appear. `samples` sums
+    the lines' `count=` (samples in the batches Prometheus gave up on).
     """
     meta = {name: (lost, meaning, hint) for name, lost, meaning, hint in CLASSES}
     found = {}
     considered = 0
     for line in lines:
         line = line.rstrip("\n")
-        if since is not None:
+        if since is not None or until is not None:
             stamp = line_time(line)
-            if stamp is None or stamp < since:
+            if stamp is None or (since is not None and stamp < since) or \
+                    (until is not None and stamp >= until):
                 continue
         considered += 1
         name = classify(line)
         if name is None:
             continue
         lost, meaning, hint = meta[name]
-        entry = found.setdefault(name, {"count": 0, "example": "", "lost": lost,
-                                        "meaning": meaning, "hint": hint,
+        entry = found.setdefault(name, {"count": 0, "samples": 0, "example": "",
+                                        "lost": lost, "meaning": meaning, "hint": hint,
                                         "remote_names": []})
         entry["count"] += 1
         entry["example"] = line[:EXAMPLE_CHARS]
-        remote = fields(line).get("remote_name")
+        values = fields(line)
+        if values.get("count", "").isdigit():
+            entry["samples"] += int(values["count"])
+        remote = values.get("remote_name")
         if remote and remote not in entry["remote_names"]:
             entry["remote_names"].append(remote)
     return {"lines": considered, "classes": found}
@@ -154,7 +165,7 @@ def check_of(summary, source, window_seconds):
                 "evidence": "no remote-write error in the last %d s of %s (%d lines)" % (
                     window_seconds, source, summary["lines"]),
                 "hint": ""}
-    failing = ("out_of_order", "out_of_bounds", "dns", "connection_refused",
+    failing = ("unsent_at_shutdown", "out_of_order", "out_of_bounds", "dns", "connection_refused",
                "http_4xx_dropped")
     status = "fail" if any(n in failing for n in order) else "warn"
     parts = []
@@ -162,8 +173,9 @@ def check_of(summary, source, window_seconds):
         entry = classes[name]
         queues = " (queue %s)" % ", ".join(entry["remote_names"]) if entry["remote_names"] \
             else ""
-        parts.append("%s x%d%s: %s; e.g. %s" % (name, entry["count"], queues, entry["meaning"],
-                                                entry["example"]))
+        samples = ", %d samples" % entry["samples"] if entry["samples"] else ""
+        parts.append("%s x%d%s%s: %s; e.g. %s" % (name, entry["count"], samples, queues,
+                                                  entry["meaning"], entry["example"]))
     hints = [classes[n]["hint"] for n in order]
     return {"name": "agent log", "status": status,
             "evidence": "last %d s of %s: " % (window_seconds, source) + " | ".join(parts),
@@ -195,3 +207,17 @@ def replay_summary(lines, since=None):
     if done:
         text += "; remote write done replaying WAL: " + ", ".join(done)
     return text
+
+
+def process_started(lines, since=None):
+    """Timestamp of the last `msg="Starting Prometheus ..."` line at or after `since`: where a
+    new process's log begins (process_start_time_seconds is only as precise as the kernel's
+    boot time, a whole second, too coarse to split the old process's shutdown lines from
+    the new one's)."""
+    found = None
+    for line in lines:
+        if 'msg="Starting Prometheus' in line:
+            stamp = line_time(line)
+            if stamp is not None and (since is None or stamp >= since):
+                found = stamp
+    return found

@@ -68,6 +68,7 @@ from ansible_collections.watchkeeper.platform.plugins.module_utils import (
     agent_read,
     kube,
 )
+from ansible_collections.watchkeeper.platform.plugins.module_utils.promtext import maximum
 from ansible_collections.watchkeeper.platform.plugins.module_utils.remote_write import (
     evaluate_agent,
     queue_stats,
@@ -82,6 +83,22 @@ ARGUMENT_SPEC = dict(
     wal_max_bytes=dict(type="int", default=agent_health.DEFAULT_WAL_MAX_BYTES),
     **agent_read.AGENT_SPEC
 )
+
+
+def _lag_since_start(checks, stats, samples):
+    """A queue that never sent has no sent timestamp to subtract: its lag is at least the
+    agent's uptime; say that number instead of n/a."""
+    started = maximum(samples, agent_health.START_TIME)
+    if not started:
+        return
+    for queue in stats:
+        if not queue["never_sent"]:
+            continue
+        label = "remote write %s" % (queue["remote_name"] or queue["url"])
+        for item in checks:
+            if item["name"] == label:
+                item["evidence"] += ("; lag at least %.0f s: nothing sent to %s since the agent"
+                                     " started" % (time.time() - started, queue["url"]))
 
 
 def health(client, params):
@@ -114,6 +131,7 @@ def health(client, params):
         checks.append(agent_logs.check_of(summary, source, window))
     stats = [queue_stats(first["samples"], second["samples"], elapsed, r, u)
              for r, u in queues(second["samples"])]
+    _lag_since_start(checks, stats, second["samples"])
     result = dict(changed=False, checks=checks, log=summary, queues=stats, pod=name)
     failed = [c for c in checks if c["status"] == "fail"]
     if failed:

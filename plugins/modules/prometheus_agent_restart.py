@@ -60,6 +60,7 @@ from ansible_collections.watchkeeper.platform.plugins.module_utils import (
     agent_read,
     kube,
 )
+from ansible_collections.watchkeeper.platform.plugins.module_utils.promtext import maximum
 
 ARGUMENT_SPEC = dict(
     kube.CONNECTION_SPEC,
@@ -139,10 +140,19 @@ def restart(client, params, check_mode):
                                          params["catchup_timeout"], every=2.0)
     catchup_seconds = time.monotonic() - ready_at
     lines, source, error = agent_read.log_lines(client, params, name, time.time() - restarted_at)
-    summary = agent_logs.summarize(lines, since=restarted_at)
-    log_check = agent_logs.check_of(summary, source, time.time() - restarted_at) if not error \
+    # The old process's shutdown lines belong to the restart, not to the new process: judge
+    # the new process from its start, and report what the old one dropped on the way out.
+    new_start = (agent_logs.process_started(lines, since=restarted_at - 1)
+                 or maximum(after["samples"], agent_health.START_TIME) or restarted_at)
+    summary = agent_logs.summarize(lines, since=new_start)
+    log_check = agent_logs.check_of(summary, source, time.time() - new_start) if not error \
         else {"name": "agent log", "status": "warn", "evidence": error, "hint": ""}
     log_check["name"] = "agent log since the restart"
+    shutdown = agent_logs.summarize(lines, since=restarted_at - 1, until=new_start)
+    dropped = shutdown["classes"].get("unsent_at_shutdown")
+    if dropped:
+        checks[0]["evidence"] += ("; the old process dropped %d queued sample(s) it could not"
+                                  " send on shutdown" % dropped["samples"])
     replay = agent_logs.replay_summary(lines, since=restarted_at - 1) if not error else error
     checks.append(agent_health.replay_check(before["samples"], after["samples"], replay))
     if done:

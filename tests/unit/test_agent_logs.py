@@ -36,8 +36,17 @@ UNAVAILABLE = ('ts=2026-11-24T19:02:51.712Z caller=dedupe.go:112 component=remot
                ' unavailable"')
 SIGTERM = ('ts=2026-11-24T19:03:10.590Z caller=main.go:823 level=warn msg="Received SIGTERM,'
            ' exiting gracefully..."')
+CANCELED = ('ts=2026-11-24T19:12:19.510Z caller=dedupe.go:112 component=remote level=error'
+            ' remote_name=thanos-receive url=http://198.18.89.11:19299/api/v1/receive'
+            ' msg="non-recoverable error" count=500 exemplarCount=0 err="context canceled"')
+UNFLUSHED = ('ts=2026-11-24T19:12:19.510Z caller=dedupe.go:112 component=remote level=error'
+             ' remote_name=thanos-receive url=http://198.18.89.11:19299/api/v1/receive'
+             ' msg="Failed to flush all samples on shutdown" count=1532')
 INFO = ('ts=2026-11-24T19:02:45.670Z caller=db.go:344 level=info msg="replaying WAL, this may'
         ' take a while" dir=data/wal')
+STARTING = ('ts=2026-11-24T19:02:45.654Z caller=main.go:551 level=info msg="Starting'
+            ' Prometheus Agent" mode=agent version="(version=2.42.0+ds, branch=debian/sid,'
+            ' revision=2.42.0+ds-5+deb12u1)"')
 DONE = ('ts=2026-11-24T19:01:10.508Z caller=dedupe.go:112 component=remote level=info'
         ' remote_name=thanos-receive url=http://198.18.89.11:19291/api/v1/receive msg="Done'
         ' replaying WAL" duration=6.060995752s')
@@ -51,6 +60,8 @@ DONE = ('ts=2026-11-24T19:01:10.508Z caller=dedupe.go:112 component=remote level
     (DNS, "dns"),
     (UNAVAILABLE, "http_5xx_retried"),
     (SIGTERM, None),  # an orderly restart is not an error
+    (CANCELED, "unsent_at_shutdown"),  # a restart while the queue could not deliver
+    (UNFLUSHED, "unsent_at_shutdown"),
     (INFO, None),
     ('ts=2026-11-24T19:02:51Z level=warn msg="Failed to send batch, retrying" err="Post'
      ' \\"http://x/api/v1/receive\\": context deadline exceeded"', "timeout"),
@@ -106,3 +117,21 @@ def test_replay_summary_names_the_queues_that_finished_replaying() -> None:
     text = agent_logs.replay_summary([INFO, DONE])
     assert text.startswith("WAL replay started")
     assert "thanos-receive in 6.060995752s" in text
+
+
+def test_samples_given_up_are_summed_and_until_bounds_the_window() -> None:
+    lines = [REFUSED, DNS, CANCELED, UNFLUSHED]
+    shutdown = agent_logs.line_time(CANCELED)
+    summary = agent_logs.summarize(lines, since=shutdown)
+    assert set(summary["classes"]) == {"unsent_at_shutdown"}
+    assert summary["classes"]["unsent_at_shutdown"]["samples"] == 2032
+    check = agent_logs.check_of(summary, "agent.log", 60)
+    assert check["status"] == "fail" and "unsent_at_shutdown x2, 2032 samples" in check["evidence"]
+    before = agent_logs.summarize(lines, since=0, until=shutdown)
+    assert set(before["classes"]) == {"connection_refused", "dns"}
+
+
+def test_process_started_is_the_last_start_line_in_the_window() -> None:
+    lines = [STARTING, REFUSED, STARTING.replace("19:02:45.654", "19:03:00.000"), INFO]
+    assert agent_logs.process_started(lines) == agent_logs.line_time(lines[2])
+    assert agent_logs.process_started(lines, since=agent_logs.line_time(lines[2]) + 1) is None
