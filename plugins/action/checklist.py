@@ -6,8 +6,9 @@ Every watchkeeper cluster entry uses `ansible_connection: local` and the items a
 API reads from the controller anyway; shipping the module would start an interpreter per
 cluster and task. Other connections get the real module.
 
-A failed check does not fail the task: the checklist goes on with the next items, and the
-`checklist_verdict` task at the end fails the cluster once, naming every failed check.
+A failed check does not fail the task, so the checklist goes on with the next items; the
+checklist's last task (`verdict: true`) fails the cluster once, naming every failed check of
+this and the earlier tasks (`earlier`).
 """
 
 from __future__ import absolute_import, annotations, division, print_function
@@ -18,6 +19,7 @@ from ansible_collections.watchkeeper.platform.plugins.module_utils.checklist imp
 from ansible_collections.watchkeeper.platform.plugins.module_utils.checklist_probe import (
     ARGUMENT_SPEC,
     run_items,
+    verdict_over,
 )
 
 
@@ -38,9 +40,11 @@ class ActionModule(ActionBase):
         except ValueError as exc:
             result.update(failed=True, msg=str(exc))
             return result
-        counts = dict((s, sum(1 for c in checks if c["status"] == s))
-                      for s in ("ok", "warn", "fail", "skipped"))
-        result.update(changed=False, checks=checks, worst=worst(checks),
-                      msg="worst %s: " % worst(checks) + ", ".join(
-                          "%d %s" % (n, s) for s, n in counts.items() if n))
+        params = validated.validated_parameters
+        result.update(changed=False, checks=checks, worst=worst(checks))
+        failed, message = verdict_over(params if params["verdict"] else
+                                       dict(params, earlier=[], strict=False), checks)
+        result["msg"] = message
+        if failed and params["verdict"]:
+            result["failed"] = True
         return result

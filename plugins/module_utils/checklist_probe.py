@@ -69,6 +69,9 @@ ARGUMENT_SPEC = dict(
     resource_window=dict(type="str", default="1d"),
     thresholds=dict(type="dict", default={}),
     timeout=dict(type="float", default=10.0),
+    verdict=dict(type="bool", default=False),
+    earlier=dict(type="list", elements="dict", default=[]),
+    strict=dict(type="bool", default=False),
 )
 
 #: How many items of one cluster run at once (each is a few HTTP calls).
@@ -91,6 +94,18 @@ class _Kube(object):
         if self._client is None:
             self._client = kube.connect(self.params)
         return self._client
+
+
+def verdict_over(params, checks):
+    """(failed, message) over this task's checks and the earlier checklist tasks' results
+    (params["earlier"]): the checklist's last task fails the cluster once, naming every
+    failed check, after all items ran."""
+    every = []
+    for result in params.get("earlier") or []:
+        if result.get("failed") and not result.get("checks"):
+            every.append(cl.check("checklist task", "fail", str(result.get("msg", "failed"))))
+        every.extend(c for c in result.get("checks") or [] if isinstance(c, dict))
+    return cl.verdict(every + list(checks), params.get("strict"))
 
 
 def run_items(params, now=None):
@@ -285,15 +300,18 @@ def discovered_volumes(p, kube):
         return {}
     from ansible_collections.watchkeeper.platform.plugins.module_utils import kube as kmod
 
-    pvs = kmod.core(kube.client()).list_persistent_volume(_request_timeout=p["timeout"]).items
+    # Raw JSON: deserialising into the client's models costs more than the request.
+    response = kmod.core(kube.client()).list_persistent_volume(
+        _request_timeout=p["timeout"], _preload_content=False)
     found = {}
-    for pv in pvs:
-        ref = pv.spec.claim_ref
-        if ref is None or ref.namespace != p["namespace"] or (pv.status.phase or "") != "Bound":
+    for pv in json.loads(response.data).get("items", []):
+        spec, ref = pv.get("spec") or {}, (pv.get("spec") or {}).get("claimRef") or {}
+        if ref.get("namespace") != p["namespace"] or \
+                (pv.get("status") or {}).get("phase") != "Bound":
             continue
-        source = pv.spec.host_path or pv.spec.local
-        if source is not None and source.path:
-            found[source.path] = "pv %s (claim %s)" % (pv.metadata.name, ref.name)
+        source = spec.get("hostPath") or spec.get("local") or {}
+        if source.get("path"):
+            found[source["path"]] = "pv %s (claim %s)" % (pv["metadata"]["name"], ref.get("name"))
     return found
 
 
@@ -569,12 +587,12 @@ def running_images(p, kube):
         return {}
     from ansible_collections.watchkeeper.platform.plugins.module_utils import kube as kmod
 
-    pods = kmod.core(kube.client()).list_namespaced_pod(
-        p["namespace"], _request_timeout=p["timeout"]).items
+    response = kmod.core(kube.client()).list_namespaced_pod(
+        p["namespace"], _request_timeout=p["timeout"], _preload_content=False)
     found = {}
-    for pod in pods:
-        for container in pod.spec.containers or []:
-            image = container.image or ""
+    for pod in json.loads(response.data).get("items", []):
+        for container in (pod.get("spec") or {}).get("containers") or []:
+            image = container.get("image") or ""
             repo, _, tag = image.rpartition(":")
             if not repo or "/" in tag:
                 continue

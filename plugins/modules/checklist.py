@@ -153,6 +153,21 @@ options:
     description: Seconds per HTTP or API call.
     type: float
     default: 10.0
+  verdict:
+    description:
+      - This is the checklist's last task - fail when any check of it or of I(earlier) failed
+        (or warned, with I(strict)), naming them.
+    type: bool
+    default: false
+  earlier:
+    description: The registered results of the checklist's earlier tasks (with I(verdict)).
+    type: list
+    elements: dict
+    default: []
+  strict:
+    description: With I(verdict), a warning fails too.
+    type: bool
+    default: false
 """
 
 EXAMPLES = r"""
@@ -181,6 +196,7 @@ from ansible_collections.watchkeeper.platform.plugins.module_utils.checklist imp
 from ansible_collections.watchkeeper.platform.plugins.module_utils.checklist_probe import (
     ARGUMENT_SPEC,
     run_items,
+    verdict_over,
 )
 
 
@@ -190,7 +206,10 @@ def main():
         checks = run_items(module.params)
     except ValueError as exc:
         module.fail_json(msg=str(exc))
-    module.exit_json(changed=False, checks=checks, worst=worst(checks))
+    failed, message = verdict_over(module.params, checks)
+    if failed and module.params["verdict"]:
+        module.fail_json(msg=message, checks=checks, worst=worst(checks))
+    module.exit_json(changed=False, checks=checks, worst=worst(checks), msg=message)
 
 
 if __name__ == "__main__":

@@ -131,17 +131,7 @@ def test_a_stopped_canary_scrape_target_fails_the_agent_check(lab: Lab, tmp_path
     assert victim.pid
     os.kill(victim.pid, signal.SIGTERM)
     try:
-        agent = f"http://{lab.addresses.agent(0)}:9090/api/v1/targets?state=active"
-
-        def canary_down() -> bool:
-            import urllib.request
-
-            with urllib.request.urlopen(agent, timeout=5) as response:
-                targets = json.loads(response.read())["data"]["activeTargets"]
-            return any(t["labels"]["job"] == "canary" and t["health"] == "down"
-                       for t in targets)
-
-        poll("the agent to see its canary down", canary_down, 60, 1)
+        poll("the agent to see its canary down", lambda: canary_health(lab) == "down", 60, 1)
         result, report = run(lab, tmp_path, "daily", "--limit", topology.CLUSTERS[0])
         assert result.returncode == 1
         check = rows(report, topology.CLUSTERS[0], "agent scrape targets")[0]
@@ -150,6 +140,17 @@ def test_a_stopped_canary_scrape_target_fails_the_agent_check(lab: Lab, tmp_path
             check["evidence"]
     finally:
         lab.up()
+        poll("the agent to see its canary up again", lambda: canary_health(lab) == "up", 60, 1)
+
+
+def canary_health(lab: Lab) -> str:
+    """The first agent's view of its canary target (up / down / unknown)."""
+    import urllib.request
+
+    agent = f"http://{lab.addresses.agent(0)}:9090/api/v1/targets?state=active"
+    with urllib.request.urlopen(agent, timeout=5) as response:
+        targets = json.loads(response.read())["data"]["activeTargets"]
+    return str(next(t["health"] for t in targets if t["labels"]["job"] == "canary"))
 
 
 @pytest.fixture
