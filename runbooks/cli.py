@@ -59,6 +59,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-l", "--limit", default="", help="clusters or groups, comma separated")
     p.add_argument("-C", "--check", action="store_true", help="predict; change nothing")
     p.add_argument("-D", "--diff", action="store_true", help="show what changes")
+    p.add_argument("-y", "--yes", action="store_true",
+                   help="allow an emergency runbook's remediation (without it: check mode)")
     p.add_argument("-e", "--extra-vars", action="append", default=[], metavar="KEY=VALUE",
                    help="a runbook parameter (repeatable); @file.yml loads a YAML mapping")
     p.add_argument("-f", "--forks", type=int, default=10)
@@ -241,6 +243,10 @@ def cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
     from runbooks.execute import RunEvents, RunOptions, run
 
     runbook = registry.get(args.name)
+    if runbook.requires_confirmation and not args.yes and not args.check:
+        err.print(f"[yellow]{runbook.name} remediates: without --yes it runs in check mode and"
+                  " prints what it would do[/]")
+        args.check = True
     if args.vault_password_file:
         os.environ["ANSIBLE_VAULT_PASSWORD_FILE"] = str(args.vault_password_file.resolve())
     options = RunOptions(

@@ -55,6 +55,8 @@ class Runbook:
     name: ClassVar[str]
     summary: ClassVar[str]
     mutating: ClassVar[bool] = False
+    #: Emergency remediation: `watchkeeper run` does it only with --yes (else check mode).
+    requires_confirmation: ClassVar[bool] = False
     playbook: ClassVar[str]
     rollback_playbook: ClassVar[str | None] = None
     Params: ClassVar[type[Params]] = Params

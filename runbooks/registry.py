@@ -14,6 +14,7 @@ from runbooks.model import Runbook
 BUILTIN = (
     "runbooks.hashring",
     "runbooks.scale_receivers",
+    "runbooks.receiver_down",
     "runbooks.ping",
     "runbooks.status",
     "runbooks.backup_opensearch",
