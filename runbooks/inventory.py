@@ -169,6 +169,10 @@ class ClusterConfig(BaseModel):
     # A series every workload cluster writes continuously: a change is proven by new samples
     # of it in Query (`up` of the agents works anywhere; the lab has a dedicated canary).
     canary_query: str = "up"
+    # Usage queries for tune-resources (fields {namespace} {name} {container} {cluster});
+    # empty: cAdvisor's container_memory_working_set_bytes / container_cpu_usage_seconds_total.
+    usage_memory_query: str = ""
+    usage_cpu_query: str = ""
     versions: dict[str, str] = Field(default_factory=dict)
     threshold_remote_write_lag_seconds: float = Field(120.0, gt=0)
     threshold_failed_ratio: float = Field(0.01, ge=0, le=1)

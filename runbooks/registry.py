@@ -15,6 +15,7 @@ BUILTIN = (
     "runbooks.hashring",
     "runbooks.scale_receivers",
     "runbooks.receiver_down",
+    "runbooks.tune_resources",
     "runbooks.ping",
     "runbooks.status",
     "runbooks.backup_opensearch",

@@ -78,3 +78,28 @@ def tcp_probe(url, timeout=3.0):
             return ""
     except OSError as exc:
         return classify(exc)
+
+
+def query(base, promql, timeout=30.0, at=None):
+    """An instant query against a Prometheus-compatible API (Thanos Query deduplicates):
+    ([{"metric": labels, "value": float}], error). Never raises for HTTP or query errors."""
+    import json
+    from urllib.parse import urlencode
+
+    params = {"query": promql}
+    if at is not None:
+        params["time"] = "%.3f" % at
+    fetched = get("%s/api/v1/query?%s" % (base.rstrip("/"), urlencode(params)), timeout)
+    if not fetched.ok:
+        return [], fetched.error
+    try:
+        data = json.loads(fetched.body)
+    except ValueError:
+        return [], "not a Prometheus API answer"
+    if data.get("status") != "success":
+        return [], "%s: %s" % (data.get("errorType", "error"), data.get("error", ""))
+    result = data.get("data", {}).get("result", [])
+    rows = []
+    for row in result if isinstance(result, list) else []:
+        rows.append({"metric": row.get("metric", {}), "value": float(row["value"][1])})
+    return rows, ""

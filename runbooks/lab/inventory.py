@@ -36,6 +36,11 @@ def write_lab_inventory(directory: Path, a: Addresses, versions: dict[str, str],
         "wk_versions": {k: versions[k] for k in sorted(versions)},
         # Short lab windows: a stalled queue shows within a minute.
         "wk_threshold_remote_write_lag_seconds": 60,
+        # No cAdvisor in the lab: the agents' own process metrics (they scrape themselves).
+        "wk_usage_memory_query":
+            'process_resident_memory_bytes{cluster="{cluster}",job="{name}"}',
+        "wk_usage_cpu_query":
+            'rate(process_cpu_seconds_total{cluster="{cluster}",job="{name}"}[1m])',
         "wk_rto_target_seconds": 300,
         "wk_rpo_target_seconds": 600,
     }
