@@ -248,8 +248,9 @@ def _agent_base() -> dict[str, str]:
             "configmap.yaml": _dump(config)}
 
 
-# What the runbooks need in the platform's namespace, and nothing more: read pods and their
-# proxied metrics, scale the receivers, patch the hashring, hold the per-cluster Lease.
+# What the runbooks need in the platform's namespace, and nothing more: read pods, their
+# proxied metrics and logs, restart pods, scale the receivers, patch the hashring, hold the
+# per-cluster Lease. Never secrets, never a workload's deletion, never another namespace.
 WATCHKEEPER_RBAC = """apiVersion: v1
 kind: ServiceAccount
 metadata:
@@ -264,8 +265,14 @@ rules:
     resources: [pods, services, endpoints, persistentvolumeclaims, events]
     verbs: [get, list, watch]
   - apiGroups: [""]
-    resources: [pods/proxy]
+    resources: [pods/proxy, pods/log]
     verbs: [get]
+  # restart-agent and receiver-down restart a pod by deleting it (its controller recreates
+  # it); scale-receivers with release_pvcs deletes a removed receiver's claim once its final
+  # block is verified in the bucket.
+  - apiGroups: [""]
+    resources: [pods, persistentvolumeclaims]
+    verbs: [delete]
   - apiGroups: [""]
     resources: [configmaps]
     verbs: [get, list, watch, patch, update]

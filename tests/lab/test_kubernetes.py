@@ -153,7 +153,7 @@ def test_watchkeeper_service_account_is_refused_what_its_role_does_not_grant(
     assert "thanos_receive" in str(sa_core.connect_get_namespaced_pod_proxy_with_path(
         "thanos-receive-0:10902", NS, "metrics"))
     for refused in (
-        lambda: sa_core.delete_namespaced_pod("thanos-receive-0", NS),
+        lambda: sa_core.delete_namespaced_config_map("thanos-receive-hashring", NS),
         lambda: sa_core.list_namespaced_secret(NS),
         lambda: sa_core.list_namespaced_pod(topology.CLUSTERS[0]),
         lambda: client.AppsV1Api(limited).delete_namespaced_stateful_set("thanos-receive", NS),
