@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.parse
-import urllib.request
 from typing import Any
 
 from pydantic import Field
@@ -99,11 +97,11 @@ def _has_value(metrics: str, name: str, value: float) -> bool:
 
 
 def _newest_canary(cluster: ClusterConfig) -> float:
-    query = f"max(timestamp({cluster.canary_query}))"
-    url = f"{cluster.query_url}/api/v1/query?" + urllib.parse.urlencode({"query": query})
-    with urllib.request.urlopen(url, timeout=10) as response:
-        result = json.load(response)["data"]["result"]
-    return float(result[0]["value"][1]) if result else 0.0
+    rows, error = module_utils("promhttp").query(
+        str(cluster.query_url), f"max(timestamp({cluster.canary_query}))", 10)
+    if error:
+        raise OSError(error)
+    return float(rows[0]["value"]) if rows else 0.0
 
 
 def canary_after_change(ctx: RunContext, cluster: ClusterConfig) -> GateResult:

@@ -16,7 +16,6 @@ import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
-from urllib.parse import quote
 
 from ansible_collections.watchkeeper.platform.plugins.module_utils import (
     checklist as cl,
@@ -165,17 +164,7 @@ def _get_json(url, timeout, username=None, password=None):
 def prom_query(base, promql, timeout):
     """Instant query against a Prometheus-compatible API (Thanos Query deduplicates):
     ([{metric, value}], error)."""
-    url = "%s/api/v1/query?query=%s" % (base.rstrip("/"), quote(promql, safe=""))
-    data, error = _get_json(url, timeout)
-    if error:
-        return [], error
-    if data.get("status") != "success":
-        return [], "%s: %s" % (data.get("errorType", "error"), data.get("error", ""))
-    result = data["data"].get("result", [])
-    rows = []
-    for r in result if isinstance(result, list) else []:
-        rows.append({"metric": r.get("metric", {}), "value": float(r["value"][1])})
-    return rows, ""
+    return promhttp.query(base, promql, timeout)
 
 
 # --------------------------------------------------------------------------- daily

@@ -64,7 +64,11 @@ def get(url, timeout=5.0, username=None, password=None):
             body = response.read().decode("utf-8", "replace")
             return Fetch(url, True, response.status, body, "", time.monotonic() - started)
     except urllib.error.HTTPError as exc:
-        return Fetch(url, False, exc.code, "", classify(exc), time.monotonic() - started)
+        try:  # a Prometheus API explains a 4xx in its JSON body
+            body = exc.read(65536).decode("utf-8", "replace")
+        except OSError:
+            body = ""
+        return Fetch(url, False, exc.code, body, classify(exc), time.monotonic() - started)
     except (urllib.error.URLError, OSError, ValueError) as exc:
         return Fetch(url, False, 0, "", classify(exc), time.monotonic() - started)
 
@@ -90,11 +94,13 @@ def query(base, promql, timeout=30.0, at=None):
     if at is not None:
         params["time"] = "%.3f" % at
     fetched = get("%s/api/v1/query?%s" % (base.rstrip("/"), urlencode(params)), timeout)
-    if not fetched.ok:
-        return [], fetched.error
     try:
-        data = json.loads(fetched.body)
+        data = json.loads(fetched.body) if fetched.body else {}
     except ValueError:
+        data = {}
+    if not fetched.ok and not data.get("error"):
+        return [], fetched.error
+    if not data:
         return [], "not a Prometheus API answer"
     if data.get("status") != "success":
         return [], "%s: %s" % (data.get("errorType", "error"), data.get("error", ""))
