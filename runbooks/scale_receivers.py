@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.request
 from typing import Any
 
 from pydantic import Field
@@ -55,10 +56,38 @@ def _endpoint(cluster: ClusterConfig, pod: Any) -> str:
         namespace=cluster.namespace, port=10901)
 
 
-def baseline(ctx: RunContext, cluster: ClusterConfig) -> GateResult:
-    """Every receiver Ready, the ring = the Ready receivers, every receiver on that ring."""
+#: Seconds between the two metric samples the steady-state gate compares.
+GATE_WINDOW = 5.0
+
+
+def _agent_lags(ctx: RunContext) -> dict[str, float | None]:
+    """Remote-write lag of every workload cluster's agent in the inventory (None: no data)."""
+    promtext = module_utils("promtext")
+    lags: dict[str, float | None] = {}
+    for cluster in ctx.inventory.clusters:
+        if cluster.role != "workload" or cluster.agent_url is None:
+            continue
+        try:
+            with urllib.request.urlopen(f"{cluster.agent_url}/metrics", timeout=5) as response:
+                samples = promtext.parse(response.read().decode())
+        except OSError:
+            lags[cluster.name] = None
+            continue
+        newest = promtext.maximum(samples, "prometheus_remote_storage_highest_timestamp_in_seconds")
+        sent = promtext.maximum(samples,
+                                "prometheus_remote_storage_queue_highest_sent_timestamp_seconds")
+        lags[cluster.name] = None if newest is None or sent is None else max(0.0, newest - sent)
+    return lags
+
+
+def steady_state(ctx: RunContext, cluster: ClusterConfig) -> GateResult:
+    """DOMAIN.md's baseline: every receiver Ready, the ring = the Ready receivers and every
+    receiver reporting its hash, no new hashring file errors and low forward / replication /
+    5xx ratios over a short window, every agent's remote-write lag under the threshold."""
     kube = module_utils("kube")
     hashring = module_utils("hashring")
+    promtext = module_utils("promtext")
+    health = module_utils("receiver_health")
     sts, pods, text = _ring_and_pods(cluster)
     ready = [p for p in pods if kube.is_ready(p)]
     problems = []
@@ -77,23 +106,41 @@ def baseline(ctx: RunContext, cluster: ClusterConfig) -> GateResult:
         problems.append(f"ring members {sorted(members)} != Ready receivers {sorted(expected)}")
     want = hashring.config_hash(text.encode())
     client = kube_api(cluster)
-    lagging = []
-    for pod in ready:
-        metrics = kube.proxy_get(client, cluster.namespace, pod.metadata.name, 10902, "metrics")
-        if not _has_value(metrics, "thanos_receive_config_hash", want):
-            lagging.append(pod.metadata.name)
+
+    def sample() -> dict[str, Any]:
+        return {p.metadata.name: promtext.parse(kube.proxy_get(
+            client, cluster.namespace, p.metadata.name, 10902, "metrics")) for p in ready}
+
+    first = sample()
+    time.sleep(GATE_WINDOW)
+    second = sample()
+    lagging, errors = [], []
+    for name, samples in second.items():
+        if promtext.total(samples, "thanos_receive_config_hash") != want:
+            lagging.append(name)
+        new_file_errors = health.counter_delta(first[name], samples,
+                                               "thanos_receive_hashrings_file_errors_total")
+        if new_file_errors:
+            errors.append(f"{name}: {new_file_errors:.0f} new hashring file errors")
+        for kind, (bad, total, ratio) in health.error_ratios(first[name], samples).items():
+            if kind != "receive_4xx" and ratio is not None and \
+                    ratio > cluster.threshold_failed_ratio:
+                errors.append(f"{name}: {kind} errors {ratio:.1%} ({bad:.0f}/{total:.0f})")
     if lagging:
         problems.append(f"not on the current ring: {', '.join(lagging)}")
+    problems += errors
+    lags = _agent_lags(ctx)
+    limit = cluster.threshold_remote_write_lag_seconds
+    slow = {n: lag for n, lag in lags.items() if lag is None or lag > limit}
+    if slow:
+        problems.append(f"agents' remote-write lag over {limit:.0f} s: " + ", ".join(
+            f"{n} {'unknown' if lag is None else f'{lag:.0f} s'}" for n, lag in slow.items()))
     if problems:
         return GateResult(False, "; ".join(problems))
-    return GateResult(True, f"{len(ready)} receivers Ready, all on the ring of {len(members)}")
-
-
-def _has_value(metrics: str, name: str, value: float) -> bool:
-    for line in metrics.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1]) == value
-    return False
+    worst = max((lag for lag in lags.values() if lag is not None), default=0.0)
+    return GateResult(True, f"{len(ready)} receivers Ready, all on the ring of {len(members)};"
+                            f" no errors over {GATE_WINDOW:.0f} s; {len(lags)} agents, lag <="
+                            f" {worst:.0f} s")
 
 
 def _newest_canary(cluster: ClusterConfig) -> float:
@@ -136,9 +183,11 @@ class ScaleReceivers(Runbook):
                " commit); with release_pvcs, removed receivers' claims")
     rollback = "replicas and ring back to the start, in the safe order for the direction"
     requires = ("kube_context", "query_url")
-    pre_gates = (Gate("baseline", "every receiver Ready and on the current ring", baseline),)
-    post_gates = (Gate("canary", "a canary sample written after the change is in Query",
-                       canary_after_change),)
+    pre_gates = (Gate("steady state", "receivers Ready and on the ring, no write errors,"
+                      " agents' lag low", steady_state),)
+    post_gates = (Gate("steady state", "the same, after the change", steady_state),
+                  Gate("canary", "a canary sample written after the change is in Query",
+                       canary_after_change))
 
     def validate(self, ctx: RunContext) -> None:
         params: Any = ctx.params
