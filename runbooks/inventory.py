@@ -195,6 +195,8 @@ class ClusterConfig(BaseModel):
     threshold_backup_verified_age_days: float = Field(7.0, gt=0)
     threshold_process_memory_bytes: int = Field(8 * 1024**3, gt=0)
     threshold_process_cpu_cores: float = Field(4.0, gt=0)
+    # Jobs every workload cluster must deliver (diagnose-missing-metrics, metrics-missing).
+    expected_jobs: tuple[str, ...] = ("prometheus-agent",)
 
     def secrets(self) -> list[tuple[str, SecretRef]]:
         """Every secret reference of this cluster, with its variable name."""

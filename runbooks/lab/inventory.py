@@ -59,6 +59,8 @@ def write_lab_inventory(directory: Path, a: Addresses, versions: dict[str, str],
             # The lab node agent writes pod logs here (no logs through the lab's API).
             "wk_agent_log_path": str(directory.parent / "nodeagent" / "logs"
                                      / "{namespace}_{pod}.log"),
+            # The agents scrape themselves and their canary (diagnose-missing-metrics).
+            "wk_expected_jobs": ["prometheus-agent", "canary"],
         }
     hosts["observability"] = {
         "wk_role": "observability",
