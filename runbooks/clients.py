@@ -1,56 +1,43 @@
-"""The one place that builds each SDK client (kubernetes, boto3, opensearch-py).
+"""The runbooks' Python side gets its SDK clients (kubernetes, boto3, opensearch-py) here.
 
-Steps and gates receive clients; they never build them inline.
+Each is built by the one builder of that SDK, in the collection's module_utils (kube.py,
+s3.py, opensearch_api.py), which the Ansible modules use as well: one place for each client's
+settings (retries, addressing, TLS). Steps and gates never build a client inline.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from runbooks.collection import module_utils
 from runbooks.inventory import ClusterConfig
 
 
 def kube_api(cluster: ClusterConfig) -> Any:
-    """A kubernetes ApiClient for the cluster's kube context (and kubeconfig, if set)."""
-    import urllib3
-    from kubernetes import config
-
-    client = config.new_client_from_config(
-        config_file=cluster.kubeconfig or None, context=cluster.kube_context or None
-    )
-    if not client.configuration.verify_ssl:  # the kubeconfig says insecure-skip-tls-verify
-        urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
-    return client
+    """A kubernetes ApiClient for the cluster's kube context (and kubeconfig, if set), built
+    by module_utils/kube.py as the modules build theirs."""
+    return module_utils("kube").connect({"kubeconfig": cluster.kubeconfig or None,
+                                         "context": cluster.kube_context or None})
 
 
 def s3_client(cluster: ClusterConfig) -> Any:
-    """A boto3 S3 client for the cluster's endpoint, with botocore's standard retries."""
-    import boto3
-    from botocore.config import Config
-
-    kwargs: dict[str, Any] = {
-        "region_name": cluster.s3_region,
-        "config": Config(retries={"max_attempts": 5, "mode": "standard"},
-                         s3={"addressing_style": "path"}),
-    }
-    if cluster.s3_endpoint:
-        kwargs["endpoint_url"] = cluster.s3_endpoint
+    """A boto3 S3 client for the cluster's endpoint: built by the collection's
+    module_utils/s3.py, the same builder the modules use (one place for its settings)."""
+    params: dict[str, Any] = {"s3_endpoint": str(cluster.s3_endpoint or ""),
+                              "s3_region": cluster.s3_region}
     if cluster.s3_access_key is not None and cluster.s3_secret_key is not None:
-        kwargs["aws_access_key_id"] = cluster.s3_access_key.resolve()
-        kwargs["aws_secret_access_key"] = cluster.s3_secret_key.resolve()
-    return boto3.client("s3", **kwargs)
+        params["s3_access_key"] = cluster.s3_access_key.resolve()
+        params["s3_secret_key"] = cluster.s3_secret_key.resolve()
+    return module_utils("s3").connect(params)
 
 
 def opensearch_client(cluster: ClusterConfig) -> Any:
-    """An opensearch-py client for the cluster's OpenSearch URL."""
-    from opensearchpy import OpenSearch
-
+    """An opensearch-py client for the cluster's OpenSearch URL, built by
+    module_utils/opensearch_api.py as the modules build theirs."""
     if cluster.opensearch_url is None:
         raise ValueError(f"{cluster.name}: wk_opensearch_url is not set in the inventory")
-    auth = None
+    params: dict[str, Any] = {"url": str(cluster.opensearch_url), "request_timeout": 30.0}
     if cluster.opensearch_auth is not None:
-        auth = (cluster.opensearch_auth.username, cluster.opensearch_auth.password.resolve())
-    return OpenSearch(
-        hosts=[cluster.opensearch_url], http_auth=auth, timeout=30, max_retries=3,
-        retry_on_timeout=True,
-    )
+        params["username"] = cluster.opensearch_auth.username
+        params["password"] = cluster.opensearch_auth.password.resolve()
+    return module_utils("opensearch_api").connect(params)

@@ -45,6 +45,8 @@ from runbooks.model import Gate, Runbook, RunContext
 
 log = logging.getLogger(__name__)
 
+#: Seconds a rollback playbook may take, whatever --timeout the run had.
+ROLLBACK_TIMEOUT = 1800
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_GATE, EXIT_LOCKED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 
 
@@ -321,7 +323,9 @@ def _run_locked(
                 check=options.check,
                 diff=options.diff,
                 forks=options.forks,
-                timeout=options.timeout,
+                # --timeout bounds the change; the rollback after it gets its own, longer
+                # bound: a rollback cut short would leave the half-done change in place.
+                timeout=options.timeout if phase_name != "rollback" else ROLLBACK_TIMEOUT,
             ),
             on_step=record.add,
             cancel=cancel if phase_name == "playbook" else None,
