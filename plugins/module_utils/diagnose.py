@@ -190,9 +190,11 @@ def remote_write_findings(evidence, lag_threshold):
             text = ("never sent a sample" if q.get("never_sent") else
                     "lag %.0f s above %.0f s" % (lag, lag_threshold))
             text += " (url %s, pending %s)" % (q.get("url"), q.get("pending"))
-            if endpoint_bad:
+            if endpoint_bad or not evidence.get("ready"):
                 out.append(finding("lag", "queue %s behind" % label, "fail",
-                                   text + "; explained by the failing endpoint"))
+                                   text + "; explained by the %s" % (
+                                       "failing endpoint" if endpoint_bad else
+                                       "agent not being Ready")))
             else:
                 out.append(finding("stuck_queue", "queue %s stuck" % label, "fail",
                                    text + " while its endpoint answers", remedy="restart"))

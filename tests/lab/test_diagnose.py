@@ -1,0 +1,243 @@
+"""Diagnostics and the emergency runbooks remote-write-failing and metrics-missing against the
+real lab. Faults injected into the real programs: an agent restarted onto a closed remote-write
+port (its ConfigMap patched), a stopped canary scrape target, and blocked ports (a listening
+socket that never answers, a closed port). Each diagnostic must name the right cause first;
+the emergency runbooks must restore delivery (without --yes, change nothing)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from runbooks.lab import Lab, process, topology
+from tests.lab.test_checklists import canary_health
+from tests.lab.test_kubernetes import is_ready
+from tests.lab.test_lab import poll
+from tests.lab.test_receiver_agent_health import (
+    AGENT_CM,
+    AGENT_NS,
+    agent_config,
+    agent_restored,  # noqa: F401  (fixture)
+    agent_uid,
+    config_on_disk,
+    core,
+    run,
+    step,
+)
+
+pytestmark = pytest.mark.lab
+CANARY = f"canary-{AGENT_NS}"
+
+
+def playbook_steps(journal: dict[str, Any]) -> list[dict[str, Any]]:
+    return [s for s in journal["steps"] if s["phase"] == "playbook"]
+
+
+def first_step(journal: dict[str, Any]) -> dict[str, Any]:
+    return next(s for s in playbook_steps(journal) if s["status"] != "skipped")
+
+
+def restart_agent_pod(lab: Lab) -> None:
+    uid = agent_uid(lab)
+    core(lab).delete_namespaced_pod("prometheus-agent-0", AGENT_NS)
+    poll("the agent recreated and Ready", lambda: (lambda p: p.metadata.uid != uid
+                                                   and is_ready(p))(
+        core(lab).read_namespaced_pod("prometheus-agent-0", AGENT_NS)), 120, 1)
+
+
+def point_agent_at_closed_port(lab: Lab, original: str) -> str:
+    """The fault: the ConfigMap's remote-write URL on a port nothing listens on, loaded by a
+    restart (Prometheus reads its file only then)."""
+    right = f"http://{lab.addresses.receiver(0)}:19291/api/v1/receive"
+    wrong = f"http://{lab.addresses.receiver(0)}:19299/api/v1/receive"
+    assert right in original
+    broken = original.replace(right, wrong)
+    core(lab).patch_namespaced_config_map(AGENT_CM, AGENT_NS, {"data": {"prometheus.yml": broken}})
+    poll("the wrong config on disk", lambda: config_on_disk(lab) == broken, 60, 0.5)
+    restart_agent_pod(lab)
+    return wrong
+
+
+def test_diagnostics_find_nothing_wrong_on_a_healthy_lab(lab: Lab, tmp_path: Path) -> None:
+    result, journal = run(lab, tmp_path, "diagnose-remote-write", AGENT_NS)
+    assert result.returncode == 0, result.stdout
+    assert first_step(journal)["message"].startswith("most likely: nothing wrong")
+    result, journal = run(lab, tmp_path, "diagnose-missing-metrics", AGENT_NS)
+    assert result.returncode == 0, result.stdout
+    names = [c["name"] for c in first_step(journal)["checks"]]
+    assert f"{AGENT_NS} job canary" in names and f"{AGENT_NS} job prometheus-agent" in names
+    result, journal = run(lab, tmp_path, "diagnose-receiver-connectivity", "observability")
+    assert result.returncode == 0, result.stdout
+    found = {c["name"]: c for c in first_step(journal)["checks"]}
+    for i in range(topology.RECEIVERS):
+        ip = lab.addresses.receiver(i)
+        assert found[f"receiver {ip} gRPC"]["status"] == "ok"
+        assert found[f"receiver {ip} remote-write"]["status"] == "ok"
+        assert found[f"receiver {ip} ready"]["status"] == "ok"
+
+
+def test_a_wrong_remote_write_url_is_named_first_and_remote_write_failing_repoints_it(
+    lab: Lab, tmp_path: Path, agent_restored: str  # noqa: F811
+) -> None:
+    original = agent_restored
+    wrong = point_agent_at_closed_port(lab, original)
+
+    result, journal = run(lab, tmp_path, "diagnose-remote-write", AGENT_NS)
+    assert result.returncode == 1, result.stdout
+    diag = first_step(journal)
+    top = diag["checks"][0]
+    assert top["name"] == "wrong remote-write URL", diag["checks"]
+    assert wrong in top["evidence"] and "connection refused" in top["evidence"]
+    assert diag["message"].startswith("most likely: wrong remote-write URL")
+    assert any(c["name"] == f"endpoint {wrong}" and c["status"] == "fail"
+               and "connection refused" in c["evidence"] for c in diag["checks"])
+
+    result, journal = run(lab, tmp_path, "diagnose-network", AGENT_NS)
+    assert result.returncode == 1, result.stdout
+    matrix = first_step(journal)["message"]
+    assert f"remote-write {wrong}" in matrix and "connection refused" in matrix
+
+    # Without --yes: check mode, the diagnosis and what would be done; nothing changes.
+    uid = agent_uid(lab)
+    result, journal = run(lab, tmp_path, "remote-write-failing", AGENT_NS)
+    assert result.returncode == 0, result.stdout
+    assert journal["check_mode"] is True
+    messages = " | ".join(s["message"] for s in playbook_steps(journal))
+    assert "most likely: wrong remote-write URL" in messages
+    assert f"would patch {AGENT_NS}/{AGENT_CM}:prometheus.yml" in messages
+    assert "would delete pod" in messages
+    assert wrong in agent_config(lab) and agent_uid(lab) == uid
+
+    result, journal = run(lab, tmp_path, "remote-write-failing", AGENT_NS, "--yes")
+    assert result.returncode == 0, (result.stdout, journal.get("message"))
+    assert agent_config(lab) == original  # only the URL changed, back to the inventory's
+    assert agent_uid(lab) != uid
+    changed = [s for s in playbook_steps(journal) if s["status"] == "changed"]
+    assert any(f"{wrong} -> http://{lab.addresses.receiver(0)}:19291" in s["message"]
+               for s in changed), changed
+    assert any(s["message"].startswith("restarted") for s in changed), changed
+    assert playbook_steps(journal)[-1]["message"].startswith("most likely: nothing wrong")
+    assert step(journal, "post-gate")["status"] == "ok"
+
+
+def test_metrics_missing_names_the_undelivering_agent_and_restores_delivery(
+    lab: Lab, tmp_path: Path, agent_restored: str  # noqa: F811
+) -> None:
+    original = agent_restored
+    point_agent_at_closed_port(lab, original)
+    time.sleep(20)  # longer than stale_seconds below: the jobs' newest samples age in Query
+    result, journal = run(lab, tmp_path, "diagnose-missing-metrics", AGENT_NS,
+                          "-e", "stale_seconds=15")
+    assert result.returncode == 1, result.stdout
+    diag = first_step(journal)
+    assert diag["message"].startswith(f"most likely: {AGENT_NS} job "), diag["message"]
+    for check in diag["checks"]:
+        assert check["status"] == "fail" and "missing since" in check["evidence"], check
+        assert "the agent does not deliver" in check["evidence"]
+        assert f"every expected job of {AGENT_NS} is missing" in check["evidence"]
+
+    result, journal = run(lab, tmp_path, "metrics-missing", AGENT_NS, "--yes",
+                          "-e", "stale_seconds=15")
+    assert result.returncode == 0, (result.stdout, journal.get("message"))
+    assert agent_config(lab) == original
+    assert step(journal, "post-gate")["status"] == "ok"
+    assert "up = 1" in step(journal, "post-gate")["message"]
+
+
+def stop_canary(lab: Lab) -> None:
+    raw = json.loads((lab.dir / "state.json").read_text())["processes"][CANARY]
+    process.stop(process.Record(int(raw["pid"]), int(raw["start_ticks"]), str(raw["argv0"])),
+                 grace_seconds=10)
+
+
+def test_a_stopped_scrape_target_is_named_with_since_when_and_not_restarted_away(
+    lab: Lab, tmp_path: Path
+) -> None:
+    uid = agent_uid(lab)
+    stop_canary(lab)
+    try:
+        poll("the agent to see its canary down", lambda: canary_health(lab) == "down", 60, 1)
+        time.sleep(10)  # a few scrapes with up = 0 reach Query
+        result, journal = run(lab, tmp_path, "diagnose-missing-metrics", AGENT_NS)
+        assert result.returncode == 1, result.stdout
+        top = first_step(journal)["checks"][0]
+        assert top["name"] == f"{AGENT_NS} job canary" and top["status"] == "fail", top
+        assert "scrape target down since 20" in top["evidence"]
+        others = {c["name"]: c for c in first_step(journal)["checks"]}
+        assert others[f"{AGENT_NS} job prometheus-agent"]["status"] == "ok"
+
+        # The agent delivers: nothing to re-point or restart; the run names the target.
+        result, journal = run(lab, tmp_path, "metrics-missing", AGENT_NS, "--yes",
+                              "-e", "verify_timeout=5")
+        assert result.returncode == 1, result.stdout
+        assert agent_uid(lab) == uid
+        assert not [s for s in playbook_steps(journal) if s["status"] == "changed"]
+        assert "scrape target down" in journal["message"] + " ".join(
+            s["message"] for s in playbook_steps(journal))
+    finally:
+        lab.up()
+        poll("the agent to see its canary up again", lambda: canary_health(lab) == "up", 60, 1)
+    time.sleep(10)
+    result, journal = run(lab, tmp_path, "diagnose-missing-metrics", AGENT_NS)
+    assert result.returncode == 0, (result.stdout, first_step(journal)["message"])
+
+
+@contextlib.contextmanager
+def silent_port() -> Iterator[int]:
+    """A port whose connections are accepted by the kernel (backlog) and never answered."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(16)
+        yield int(sock.getsockname()[1])
+
+
+def test_blocked_ports_are_named_in_the_network_matrix(lab: Lab, tmp_path: Path) -> None:
+    inventory = tmp_path / "inventory"
+    shutil.copytree(lab.inventory_dir, inventory)
+    closed = f"{lab.addresses.receiver(0)}:10909"
+    with silent_port() as port:
+        hung = f"http://127.0.0.1:{port}/api/v1/receive"
+        workload = inventory / "host_vars" / f"{topology.CLUSTERS[1]}.yml"
+        values = yaml.safe_load(workload.read_text())
+        values["wk_receive_remote_write_url"] = hung
+        workload.write_text(yaml.safe_dump(values))
+        obs = inventory / "host_vars" / "observability.yml"
+        values = yaml.safe_load(obs.read_text())
+        values["wk_receive_grpc_endpoints"] = [*values["wk_receive_grpc_endpoints"], closed]
+        obs.write_text(yaml.safe_dump(values))
+
+        result, journal = run(lab, tmp_path, "diagnose-network", topology.CLUSTERS[1],
+                              inventory=inventory)
+        assert result.returncode == 1, result.stdout
+        diag = first_step(journal)
+        assert diag["checks"][0]["name"] == f"agent {topology.CLUSTERS[1]} -> {hung}"
+        assert "timed out" in diag["checks"][0]["evidence"]
+        assert f"remote-write {hung}" in diag["message"]
+        # The URL the agent really uses answers.
+        real = f"http://{lab.addresses.receiver(1)}:19291/api/v1/receive"
+        assert any(c["name"].endswith(real) and c["status"] == "ok" for c in diag["checks"])
+
+        result, journal = run(lab, tmp_path, "diagnose-network", "observability",
+                              inventory=inventory)
+        assert result.returncode == 1, result.stdout
+        diag = first_step(journal)
+        top = diag["checks"][0]
+        assert top["name"] == f"here -> gRPC {closed}" and "connection refused" in \
+            top["evidence"], diag["checks"]
+        found = {c["name"]: c for c in diag["checks"]}
+        assert "not among Thanos Query's stores" in found[f"query -> gRPC {closed}"]["evidence"]
+        for i in range(topology.RECEIVERS):
+            endpoint = f"{lab.addresses.receiver(i)}:10901"
+            assert found[f"query -> gRPC {endpoint}"]["status"] == "ok"
+            assert found[f"here -> gRPC {endpoint}"]["status"] == "ok"
+        assert f"query -> gRPC {closed}" in diag["message"].replace("  ", " ") or \
+            closed in diag["message"]

@@ -1,0 +1,127 @@
+"""Table tests of the diagnostics' pure ranking (plugins/module_utils/diagnose.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from ansible_collections.watchkeeper.platform.plugins.module_utils import diagnose
+
+RIGHT = "http://receiver:19291/api/v1/receive"
+WRONG = "http://receiver:19299/api/v1/receive"
+
+
+def evidence(**overrides: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "ready": True, "ready_detail": "", "inventory_url": RIGHT, "configmap_urls": [RIGHT],
+        "loaded_urls": [RIGHT], "probes": {RIGHT: {"error": "", "status": 405}},
+        "queues": [{"remote_name": "q", "url": RIGHT, "lag_seconds": 1.0, "never_sent": False,
+                    "pending": 0, "dropped_per_second": 0, "failed_per_second": 0,
+                    "shards": 1, "shards_max": 200, "shards_desired": 1}],
+        "log_classes": {}, "log_source": "log"}
+    base.update(overrides)
+    return base
+
+
+def queue(**overrides: Any) -> dict[str, Any]:
+    return {**evidence()["queues"][0], **overrides}
+
+
+@pytest.mark.parametrize(("case", "ev", "first", "remedies"), [
+    ("healthy", evidence(), None, []),
+    ("agent down explains everything", evidence(
+        ready=False, ready_detail="connection refused",
+        queues=[queue(never_sent=True)]), "agent not Ready", []),
+    ("wrong url refused", evidence(
+        configmap_urls=[WRONG], loaded_urls=[WRONG],
+        probes={WRONG: {"error": "connection refused", "status": 0},
+                RIGHT: {"error": "", "status": 405}},
+        queues=[queue(url=WRONG, never_sent=True)],
+        log_classes={"connection_refused": {"count": 3, "example": "x"}}),
+     "wrong remote-write URL", ["repoint"]),
+    ("configmap fixed, not loaded", evidence(
+        configmap_urls=[RIGHT], loaded_urls=[WRONG],
+        probes={WRONG: {"error": "connection refused", "status": 0},
+                RIGHT: {"error": "", "status": 405}}),
+     "wrong remote-write URL", ["repoint", "restart"]),
+    ("receivers down at the right url", evidence(
+        probes={RIGHT: {"error": "connection refused", "status": 0}},
+        queues=[queue(lag_seconds=500.0)]), f"endpoint {RIGHT}", []),
+    ("4xx wrong path", evidence(probes={RIGHT: {"error": "HTTP 404 Not Found", "status": 404}}),
+     f"endpoint {RIGHT}", []),
+    ("stuck queue with a healthy endpoint", evidence(queues=[queue(lag_seconds=500.0)]),
+     "queue q stuck", ["restart"]),
+    ("shards at max only", evidence(queues=[queue(shards=200)]), "queue q shards at max", []),
+])
+def test_remote_write_ranking(case: str, ev: dict[str, Any], first: str | None,
+                              remedies: list[str]) -> None:
+    findings = diagnose.remote_write_findings(ev, 120.0)
+    top = diagnose.most_likely(findings)
+    assert (top["name"] if top else None) == first, (case, findings)
+    assert diagnose.remedies(findings) == remedies, case
+    if first is None:
+        assert diagnose.summary(findings).startswith("most likely: nothing wrong")
+    else:
+        assert diagnose.summary(findings).startswith(f"most likely: {first}: ")
+
+
+def test_a_working_url_other_than_the_inventorys_is_reported_not_repointed() -> None:
+    other = "http://other:19291/api/v1/receive"
+    findings = diagnose.remote_write_findings(evidence(
+        configmap_urls=[other], loaded_urls=[other],
+        probes={other: {"error": "", "status": 405}, RIGHT: {"error": "", "status": 405}}), 120)
+    top = diagnose.most_likely(findings)
+    assert top is not None and top["name"] == "wrong remote-write URL"
+    assert top["status"] == "warn" and diagnose.remedies(findings) == []
+
+
+def test_a_configmap_pointing_away_while_the_agent_runs_right_is_not_restarted() -> None:
+    findings = diagnose.remote_write_findings(evidence(configmap_urls=[WRONG]), 120)
+    assert diagnose.remedies(findings) == ["repoint"]  # a restart alone would break it
+
+
+@pytest.mark.parametrize(("error", "status", "cause"), [
+    ("connection refused", 0, "connection_refused"),
+    ("DNS lookup failed (Name or service not known)", 0, "dns"),
+    ("TLS certificate not trusted (x)", 0, "tls"),
+    ("timed out", 0, "timeout"),
+    ("HTTP 404 Not Found", 404, "http_4xx"),
+    ("", 405, ""),
+    ("HTTP 503 Service Unavailable", 503, "http_5xx"),
+    ("no route to host", 0, "unreachable"),
+    ("", 0, ""),
+])
+def test_endpoint_cause(error: str, status: int, cause: str) -> None:
+    assert diagnose.endpoint_cause(error, status) == cause
+
+
+NOW = 1_800_000_000.0
+
+
+@pytest.mark.parametrize(("newest", "up_now", "last_up", "cause", "text"), [
+    (NOW - 5, 1.0, NOW - 5, "job_ok", "up = 1"),
+    (NOW - 5, 0.0, NOW - 300, "target_down", "scrape target down since 2027-01-15"),
+    (NOW - 5, 0.0, None, "target_down", "for the whole look-back"),
+    (NOW - 600, None, NOW - 600, "not_delivered", "missing since 2027-01-15T07:50:00Z"),
+    (None, None, None, "never_seen", "no sample"),
+])
+def test_job_findings(newest: float | None, up_now: float | None, last_up: float | None,
+                      cause: str, text: str) -> None:
+    item = diagnose.job_findings("c1", "canary", NOW, newest, up_now, last_up, 120.0)
+    assert item["cause"] == cause and text in item["evidence"], item
+    assert (item["status"] == "ok") == (cause == "job_ok")
+
+
+def test_an_undelivering_agent_outranks_a_down_target() -> None:
+    down = diagnose.job_findings("c1", "canary", NOW, NOW - 5, 0.0, NOW - 60, 120.0)
+    stale = diagnose.job_findings("c1", "agent", NOW, NOW - 600, None, NOW - 600, 120.0)
+    assert diagnose.rank([down, stale])[0] is stale
+    assert diagnose.remedies([down, stale]) == ["remote_write"]
+
+
+def test_matrix_text_aligns_rows_and_says_ok() -> None:
+    text = diagnose.matrix_text([("agent c1", "remote-write http://a", ""),
+                                 ("query", "gRPC b:10901", "connection refused")])
+    lines = text.splitlines()
+    assert lines[0].endswith("ok") and lines[1].endswith("connection refused")
+    assert lines[0].index("->") == lines[1].index("->")
