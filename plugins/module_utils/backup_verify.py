@@ -67,13 +67,13 @@ def query_step_seconds(min_ms, max_ms, max_points=MAX_POINTS):
     return max(1, int(-(-span // max_points)))
 
 
-def extreme(matrix, pick):
-    """The smallest (`pick=min`) or largest (`max`) value in ms of a query_range answer of
-    `min(timestamp(...))` / `max(timestamp(...))`, or None when it has no value."""
-    values = [float(point[1]) for series in matrix or [] for point in series.get("values", [])]
-    if not values:
-        return None
-    return int(round(pick(values) * 1000))
+def instants(matrix):
+    """(first, last) instant in ms at which a query_range answer has a value, or (None, None)
+    when it has none."""
+    stamps = [float(point[0]) for series in matrix or [] for point in series.get("values", [])]
+    if not stamps:
+        return None, None
+    return int(round(min(stamps) * 1000)), int(round(max(stamps) * 1000))
 
 
 def bounds(blocks):
@@ -96,9 +96,9 @@ def bounds(blocks):
 
 def range_problems(first_ms, last_ms, blocks, step_ms):
     """Why the sample time range served from the restored data does not match the backup's
-    blocks ([] when it does). `first_ms` is the smallest `min(timestamp(every series))` of a
-    range query with step `step_ms` (at most one step after the first sample), `last_ms` the
-    largest `max(timestamp(...))` (the last sample itself); None: no data at all.
+    blocks ([] when it does). `first_ms` / `last_ms` are the first and last instants at which
+    a range query with step `step_ms` saw samples of the preceding step: each lies at most one
+    step after the sample it saw (None: no data at all).
 
     The first sample must fall inside the backup's first block, the last inside its last block
     (TSDB blocks are [minTime, maxTime))."""
@@ -111,7 +111,7 @@ def range_problems(first_ms, last_ms, blocks, step_ms):
     if first_ms < low or first_ms > first_block_end + step_ms:
         problems.append("first sample at %s, the backup's first block covers %s .. %s"
                         % (iso(first_ms), iso(low), iso(first_block_end)))
-    if last_ms < last_block_start or last_ms > high:
+    if last_ms < last_block_start or last_ms > high + step_ms:
         problems.append("last sample at %s, the backup's last block covers %s .. %s"
                         % (iso(last_ms), iso(last_block_start), iso(high)))
     return problems
@@ -251,14 +251,14 @@ def served_content(url, blocks, timeout=120.0):
         "match[]": EVERY_SERIES, "start": "%.3f" % (low / 1000.0),
         "end": "%.3f" % ((high + LOOKBACK_MS) / 1000.0)})), timeout) or []
     step = query_step_seconds(low, high)
-    found = {}
-    for pick in (min, max):
-        answer = http_json("%s/api/v1/query_range?%s" % (url, urlencode({
-            "query": "%s(timestamp(%s))" % (pick.__name__, EVERY_SERIES),
-            "start": "%.3f" % (low / 1000.0), "end": "%.3f" % ((high + LOOKBACK_MS) / 1000.0),
-            "step": str(step)})), timeout)
-        found[pick.__name__] = extreme((answer or {}).get("result"), pick)
-    first, last = found["min"], found["max"]
+    # last_over_time over one step counts, at each instant t, the series with a sample in
+    # (t - step, t]: no 5-minute lookback blurs the edges, and it keeps the metric name (other
+    # *_over_time functions drop it and same-labelled series would collide).
+    answer = http_json("%s/api/v1/query_range?%s" % (url, urlencode({
+        "query": "count(last_over_time(%s[%ds]))" % (EVERY_SERIES, step),
+        "start": "%.3f" % (low / 1000.0), "end": "%.3f" % ((high + step * 1000) / 1000.0),
+        "step": str(step)})), timeout)
+    first, last = instants((answer or {}).get("result"))
     problems = range_problems(first, last, blocks, step * 1000)
     if not series:
         problems.insert(0, "no series between %s and %s" % (iso(low), iso(high)))

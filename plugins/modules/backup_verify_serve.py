@@ -220,9 +220,9 @@ def verify(p, check_mode):
     finally:
         for server in reversed(servers):
             server.stop()
-    evidence = "%s over %s: %d series, samples %s .. %s (backup %s .. %s)" % (
+    evidence = "%s over %s: %d series, samples %s .. %s (backup %s .. %s; step %ds)" % (
         what, where, content["series"], iso(content["first"]), iso(content["last"]), iso(low),
-        iso(high))
+        iso(high), content["step"])
     result = {"changed": False, "series": content["series"],
               "first_sample": iso(content["first"]), "last_sample": iso(content["last"]),
               "evidence": evidence}
