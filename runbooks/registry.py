@@ -29,6 +29,9 @@ BUILTIN = (
     "runbooks.backup_bucket",
     "runbooks.restore_bucket",
     "runbooks.checklists",  # checklist-daily, checklist-weekly, checklist-monthly (issue 7)
+    "runbooks.diagnose",  # diagnose-* (issue 7)
+    "runbooks.emergency",  # remote-write-failing, metrics-missing (issue 7)
+    "runbooks.verify_backups",  # verify-backups (issue 5)
 )
 
 

@@ -111,7 +111,7 @@ def test_a_receiver_that_stays_down_is_restarted_then_taken_out_of_the_ring(
 
 
 def _wait_ready(lab: Lab) -> None:
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300
     while not is_ready(core(lab).read_namespaced_pod(VICTIM, NS)):
         assert time.monotonic() < deadline, f"{VICTIM} did not come back"
         time.sleep(1)

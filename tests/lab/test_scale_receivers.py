@@ -19,7 +19,7 @@ import pytest
 from runbooks.lab import Lab, topology
 from tests.conftest import cli
 from tests.lab.test_hashring import endpoints, playbook_steps, reported_hash, ring_text
-from tests.lab.test_kubernetes import NS, apps, core, receivers
+from tests.lab.test_kubernetes import NS, apps, core, is_ready, receivers
 
 pytestmark = pytest.mark.lab
 SCRAPE_SECONDS = 5  # the lab agents' scrape interval: one canary sample per 5 s per cluster
@@ -63,7 +63,18 @@ def replicas(lab: Lab) -> int:
 
 @pytest.fixture
 def three(lab: Lab, tmp_path: Path) -> Any:
+    """Three Ready receivers, all in the ring (an earlier test's fault may still be healing:
+    wait for it rather than fail on it)."""
     assert replicas(lab) == topology.RECEIVERS
+    deadline = time.monotonic() + 300
+    while not all(is_ready(p) for p in receivers(lab).values()):
+        assert time.monotonic() < deadline, "receivers not all Ready before the test"
+        time.sleep(2)
+    if len(endpoints(lab)) != topology.RECEIVERS:
+        healed = cli("run", "hashring", "-i", str(lab.inventory_dir), "--limit",
+                     "observability", env={"WATCHKEEPER_STATE_DIR": str(tmp_path / "st"),
+                                           **lab.env()})
+        assert healed.returncode == 0, healed.stdout
     yield
     if replicas(lab) != topology.RECEIVERS:
         result, _ = run_scale(lab, tmp_path / "restore", "-e", f"replicas={topology.RECEIVERS}")
