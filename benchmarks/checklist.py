@@ -1,7 +1,8 @@
 """Daily checklist wall time: `watchkeeper run checklist-daily` on one lab cluster, on the lab's
 clusters, and on an inventory of N clusters (aliases of the lab's first workload cluster: same
-agent, API server and volumes), forks 10. Prints wall time and peak RSS of the whole process
-tree for each, and the ratio N/1. Target: 50 clusters <= 3x the time of one.
+agent, API server and volumes), forks 10. Prints wall time, CPU time (user + system of the
+whole process tree: steadier than wall time on a shared machine) and peak RSS of the whole
+process tree for each, and the ratio N/1. Target: 50 clusters <= 3x the time of one.
 
 Needs a running lab (`watchkeeper lab up`; --lab-dir or WATCHKEEPER_LAB_DIR picks it).
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import sys
 import tempfile
@@ -56,7 +58,7 @@ def main() -> int:
               file=sys.stderr)
         return 1
     watchkeeper = str(Path(sys.executable).parent / "watchkeeper")
-    results: dict[str, tuple[float, int]] = {}
+    results: dict[str, tuple[float, float, int]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         env = {**os.environ, **lab.env(), "WATCHKEEPER_STATE_DIR": str(root / "state")}
@@ -66,24 +68,28 @@ def main() -> int:
             (f"{args.clusters} clusters", alias_inventory(lab, root / "invN", args.clusters), ""),
         ]
         for label, inventory, limit in cases:
-            times, peaks = [], []
+            times, cpus, peaks = [], [], []
             for i in range(args.repeat):
                 run_dir = root / f"run-{len(results)}-{i}"
                 cmd = [watchkeeper, "run", "checklist-daily", "-i", str(inventory), "-f",
                        str(args.forks), "--run-dir", str(run_dir), "--output", "json"]
                 if limit:
                     cmd += ["--limit", limit]
+                before = resource.getrusage(resource.RUSAGE_CHILDREN)
                 m = measure(cmd, env)
+                after = resource.getrusage(resource.RUSAGE_CHILDREN)
                 if m.returncode not in (0, 1):  # 1 = a check failed: still a timing
                     print(f"{label}: run failed rc={m.returncode} (see {run_dir}/report.md)",
                           file=sys.stderr)
                     return 1
                 times.append(m.seconds)
+                cpus.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
                 peaks.append(m.peak_rss)
-            results[label] = (median(times), max(peaks))
+            results[label] = (median(times), median(cpus), max(peaks))
     print(f"checklist-daily, forks {args.forks}, median of {args.repeat} runs each")
-    for label, (seconds, peak) in results.items():
-        print(f"  {label:<22} {seconds:6.2f} s   peak RSS {peak / 2**20:7.1f} MiB")
+    for label, (seconds, cpu, peak) in results.items():
+        print(f"  {label:<22} {seconds:6.2f} s   CPU {cpu:6.2f} s"
+              f"   peak RSS {peak / 2**20:7.1f} MiB")
     one, many = results["1 cluster"][0], results[f"{args.clusters} clusters"][0]
     print(f"  time ratio {args.clusters}/1: {many / one:.2f}  (target <= 3)")
     return 0

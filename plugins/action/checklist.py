@@ -9,6 +9,12 @@ cluster and task. Other connections get the real module.
 A failed check does not fail the task, so the checklist goes on with the next items; the
 checklist's last task (`verdict: true`) fails the cluster once, naming every failed check of
 this and the earlier tasks (`earlier`).
+
+The kubernetes client is imported when this file is loaded. Ansible's controller loads a task's
+action plugin itself (the linear and free strategies look up BYPASS_HOST_LOOP) before it forks
+one worker per cluster and task, so every worker inherits the client instead of importing it
+again: its API modules build several hundred pydantic models, about 1 s of CPU per worker,
+which was most of the cost of a checklist over many clusters (benchmarks/checklist.py).
 """
 
 from __future__ import absolute_import, annotations, division, print_function
@@ -21,6 +27,21 @@ from ansible_collections.watchkeeper.platform.plugins.module_utils.checklist_pro
     run_items,
     verdict_over,
 )
+
+PRELOADED = ("CoreV1Api", "CustomObjectsApi")  # what the items use (argocd, disk, wal, versions)
+
+
+def _preload_kubernetes():
+    try:
+        from kubernetes import client, config  # noqa: F401
+
+        for name in PRELOADED:
+            getattr(client, name)  # the API modules load lazily, on first attribute access
+    except ImportError:
+        pass  # the items that need it say so when they run
+
+
+_preload_kubernetes()
 
 
 class ActionModule(ActionBase):
