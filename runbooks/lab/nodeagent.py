@@ -166,7 +166,8 @@ class NodeAgent:
             if entry is None:
                 return
         self._sync_files(pod, entry)
-        self._report(pod, entry)
+        if self._alive_by_probe(pod, entry):
+            self._report(pod, entry)
 
     # ------------------------------------------------------------------ start
     def _start(self, pod: Any, restart: bool) -> None:
@@ -310,6 +311,44 @@ class NodeAgent:
                     entry["pending"].pop(str(target), None)
                     log.info("updated %s of %s/%s", key, pod.metadata.namespace,
                              pod.metadata.name)
+
+    def _alive_by_probe(self, pod: Any, entry: dict[str, Any]) -> bool:
+        """The container's httpGet livenessProbe, as the kubelet runs it: after
+        initialDelaySeconds, every periodSeconds; failureThreshold failures in a row restart
+        the process (a program can stay up with its listeners gone, e.g. after a bind error).
+        Returns False when it just restarted it."""
+        probe = pod.spec.containers[0].liveness_probe
+        if probe is None or probe.http_get is None:
+            return True
+        if entry.get("_restarting"):
+            return False
+        now = time.monotonic()
+        started = entry.setdefault("_probe_start", now)
+        if now - started < float(probe.initial_delay_seconds or 0):
+            return True
+        if now - entry.get("_probe_last", 0.0) < float(probe.period_seconds or 10):
+            return True
+        entry["_probe_last"] = now
+        port = probe.http_get.port
+        container = pod.spec.containers[0]
+        if isinstance(port, str) and not port.isdigit():
+            port = next((p.container_port for p in container.ports or [] if p.name == port), 0)
+        if self._ready(f"http://{entry['ip']}:{port}{probe.http_get.path or '/'}"):
+            entry["_probe_failures"] = 0
+            return True
+        entry["_probe_failures"] = entry.get("_probe_failures", 0) + 1
+        if entry["_probe_failures"] < int(probe.failure_threshold or 3):
+            return True
+        record = self._record(entry)
+        log.warning("%s/%s failed its liveness probe %d times: restarting it",
+                    pod.metadata.namespace, pod.metadata.name, entry["_probe_failures"])
+        self._event(pod, "Warning", "Unhealthy", "liveness probe failed"
+                    f" {entry['_probe_failures']} times; restarting the container")
+        if record is not None:  # in the background: the loop keeps serving the other pods
+            entry["_restarting"] = True
+            grace = float(pod.spec.termination_grace_period_seconds or 30)
+            threading.Thread(target=stop, args=(record, grace), daemon=True).start()
+        return False
 
     @staticmethod
     def _ready_url(pod: Any, ip: str) -> str:

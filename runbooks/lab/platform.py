@@ -61,6 +61,12 @@ def _probe(port: str) -> dict[str, Any]:
     return {"httpGet": {"path": "/-/ready", "port": port}, "periodSeconds": 5}
 
 
+def _liveness(port: str, period: int = 30, failures: int = 8) -> dict[str, Any]:
+    """/-/healthy; generous by default (a receiver replaying a large WAL is slow to start)."""
+    return {"httpGet": {"path": "/-/healthy", "port": port}, "periodSeconds": period,
+            "failureThreshold": failures}
+
+
 def _ports(**ports: int) -> list[dict[str, Any]]:
     return [{"name": name.replace("_", "-"), "containerPort": port}
             for name, port in ports.items()]
@@ -128,6 +134,7 @@ def _receive_base() -> dict[str, str]:
     container = {
         "name": "thanos-receive", "image": THANOS_IMAGE, "args": receive_args(lab=False),
         "env": _env(), "ports": _ports(**RECEIVE_PORTS), "readinessProbe": _probe("http"),
+        "livenessProbe": _liveness("http"),
         "volumeMounts": [{"name": "data", "mountPath": "/var/thanos/receive"},
                          {"name": "hashring", "mountPath": "/etc/thanos"},
                          {"name": "objstore", "mountPath": "/etc/thanos/objstore"}],
@@ -346,7 +353,9 @@ def tree(a: Addresses) -> dict[str, str]:
         (OBSERVABILITY, "thanos-receive"): {
             "lab-addresses.yaml": _ip_patch(
                 "StatefulSet", "thanos-receive", a.receiver(0),
-                container={"name": "thanos-receive", "args": receive_args(lab=True)}),
+                # The lab's receivers start in seconds: a stuck one is restarted within 20 s.
+                container={"name": "thanos-receive", "args": receive_args(lab=True),
+                           "livenessProbe": _liveness("http", period=5, failures=4)}),
             "lab-hashring.yaml": _dump(hashring_configmap(topology.hashring(a))),
         },
         (OBSERVABILITY, "thanos-query"): {
