@@ -39,6 +39,9 @@ class ScaleParams(Params):
         False, description="delete a removed receiver's claim once its upload is verified")
     canary_timeout: float = Field(
         120.0, gt=0, description="seconds for a canary sample written after the change")
+    settle_timeout: float = Field(
+        120.0, ge=0, description="seconds the steady-state gates wait for the platform to"
+        " settle (write errors right after a ring change are retried by the agents)")
 
 
 def _ring_and_pods(cluster: ClusterConfig) -> tuple[Any, list[Any], str]:
@@ -81,9 +84,25 @@ def _agent_lags(ctx: RunContext) -> dict[str, float | None]:
 
 
 def steady_state(ctx: RunContext, cluster: ClusterConfig) -> GateResult:
-    """DOMAIN.md's baseline: every receiver Ready, the ring = the Ready receivers and every
-    receiver reporting its hash, no new hashring file errors and low forward / replication /
-    5xx ratios over a short window, every agent's remote-write lag under the threshold."""
+    """DOMAIN.md's baseline, awaited: a ring change makes receivers' forwards fail for a few
+    seconds (the agents retry: nothing is lost), so the gate re-evaluates until the platform
+    is steady or `settle_timeout` passes, then fails with the last evidence."""
+    params: Any = ctx.params
+    deadline = time.monotonic() + float(getattr(params, "settle_timeout", 0.0))
+    attempts = 0
+    while True:
+        attempts += 1
+        result = _steady_state_once(ctx, cluster)
+        if result.ok or time.monotonic() >= deadline:
+            if attempts > 1:
+                return GateResult(result.ok, f"{result.evidence} (after {attempts} windows)")
+            return result
+
+
+def _steady_state_once(ctx: RunContext, cluster: ClusterConfig) -> GateResult:
+    """Every receiver Ready, the ring = the Ready receivers and every receiver reporting its
+    hash, no new hashring file errors and low forward / replication / 5xx ratios over a short
+    window, every agent's remote-write lag under the threshold."""
     kube = module_utils("kube")
     hashring = module_utils("hashring")
     promtext = module_utils("promtext")
