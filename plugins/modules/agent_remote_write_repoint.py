@@ -12,7 +12,7 @@ description:
   - Reads the agent's ConfigMap (the I(configmap) option, else the agent pod's configMap volume
     holding a remote_write section) and replaces each remote_write url other than I(url)
     that does not answer (refused, DNS, TLS, timeout, 4xx; a receive endpoint answers 405 to
-    a GET); when none is failing and there is one queue, its url. Only the URL text changes:
+    a GET); when none is failing and there is one queue, its url. Only the URL text changes;
     the rest of the file keeps its formatting.
   - The agent reads the new file only when restarted (prometheus_agent_restart).
   - C(changed) compares the ConfigMap before and after; check mode is a server-side dry run;

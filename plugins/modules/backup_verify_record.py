@@ -14,7 +14,7 @@ description:
   - For each verified kind writes C(watchkeeper_backup_last_verified_timestamp_seconds{kind,
     cluster}), C(watchkeeper_backup_verified_backup_timestamp_seconds) and
     C(watchkeeper_backup_verified_backup_age_seconds) to a textfile-collector file of the
-    cluster's own (earlier values of the other kinds carried forward: a failed verification
+    cluster's own (earlier values of the other kinds carried forward; a failed verification
     never advances its kind's timestamp) and pushes them to a Pushgateway when one is given.
   - Fails when a declared kind failed. Check mode records nothing.
 version_added: 0.1.0

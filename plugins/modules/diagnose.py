@@ -11,17 +11,17 @@ short_description: Troubleshooting diagnostics that name the most likely cause f
 description:
   - I(topic=remote_write) (a workload cluster's agent) reads the agent's readiness, its running
     configuration (C(/api/v1/status/config)), its ConfigMap, each remote-write URL it uses
-    and the inventory's (HTTP GET classified: refused, DNS, TLS, timeout, 4xx, 5xx; a receive
+    and the inventory's (HTTP GET classified; refused, DNS, TLS, timeout, 4xx, 5xx; a receive
     endpoint answers 405), its queue metrics twice (lag, never sent, dropped, shards at max)
     and its log since it started (classified by agent_logs).
   - I(topic=receiver_connectivity) reads each receiver's C(/-/ready), probes its remote-write
     and gRPC ports from here and counts forward errors between receivers over I(rate_window).
   - I(topic=missing_metrics) asks Thanos Query, per expected job of the cluster, for the newest
-    C(up) sample and the last time it was 1: which job is missing and since when.
-  - I(topic=network) builds a reachability matrix: each remote-write URL (TCP then HTTP from
+    C(up) sample and the last time it was 1; which job is missing and since when.
+  - I(topic=network) builds a reachability matrix, each remote-write URL (TCP then HTTP from
     here), each receiver gRPC endpoint (TCP from here, and in Thanos Query's C(/api/v1/stores)).
   - Every finding is a check; they come ranked, most likely cause first; C(msg) starts with
-    "most likely:". Read-only; runs the same in check mode. Fails when a finding fails, unless
+    C(most likely). Read-only; runs the same in check mode. Fails when a finding fails, unless
     I(fail_on_problem=false).
 options:
   topic:
@@ -44,7 +44,7 @@ options:
   agent_username: {description: Basic-auth user for the agent., type: str}
   agent_password: {description: Basic-auth password for the agent., type: str}
   http_port: {description: The agent's HTTP port (pod proxy)., type: int, default: 9090}
-  log_path: {description: The agent's log file; fields {namespace} and {pod}., type: str}
+  log_path: {description: "The agent's log file; fields {namespace} and {pod}.", type: str}
   log_tail_bytes: {description: Bytes of the log read at most., type: int, default: 4194304}
   timeout: {description: Seconds per request., type: float, default: 5}
   cluster: {description: The cluster's C(cluster) external label., type: str}

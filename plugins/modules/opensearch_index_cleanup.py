@@ -18,21 +18,9 @@ description:
   - Check mode lists exactly the indices it would delete and deletes nothing.
 version_added: 0.1.0
 author: watchkeeper maintainers
+extends_documentation_fragment:
+  - watchkeeper.platform.opensearch
 options:
-  url:
-    description: OpenSearch base URL.
-    type: str
-    required: true
-  username:
-    description: Basic-auth user.
-    type: str
-  password:
-    description: Basic-auth password.
-    type: str
-  request_timeout:
-    description: Seconds per HTTP request.
-    type: float
-    default: 30
   pattern:
     description: One index pattern with a literal prefix, e.g. C(logs-*).
     type: str

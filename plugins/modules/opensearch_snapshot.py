@@ -21,21 +21,9 @@ description:
   - Check mode lists the snapshot and the indices it would hold, and changes nothing.
 version_added: 0.1.0
 author: watchkeeper maintainers
+extends_documentation_fragment:
+  - watchkeeper.platform.opensearch
 options:
-  url:
-    description: OpenSearch base URL.
-    type: str
-    required: true
-  username:
-    description: Basic-auth user.
-    type: str
-  password:
-    description: Basic-auth password.
-    type: str
-  request_timeout:
-    description: Seconds per HTTP request.
-    type: float
-    default: 30
   repository:
     description: Snapshot repository (see M(watchkeeper.platform.opensearch_snapshot_repository)).
     type: str

@@ -17,21 +17,9 @@ description:
     register and changes nothing.
 version_added: 0.1.0
 author: watchkeeper maintainers
+extends_documentation_fragment:
+  - watchkeeper.platform.opensearch
 options:
-  url:
-    description: OpenSearch base URL.
-    type: str
-    required: true
-  username:
-    description: Basic-auth user.
-    type: str
-  password:
-    description: Basic-auth password.
-    type: str
-  request_timeout:
-    description: Seconds per HTTP request.
-    type: float
-    default: 30
   repository:
     description: Repository name.
     type: str

@@ -27,7 +27,7 @@ options:
   agent_username: {description: Basic-auth user for the agent., type: str}
   agent_password: {description: Basic-auth password for the agent., type: str}
   http_port: {description: The agent's HTTP port (pod proxy)., type: int, default: 9090}
-  log_path: {description: The agent's log file; fields {namespace} and {pod}., type: str}
+  log_path: {description: "The agent's log file; fields {namespace} and {pod}.", type: str}
   log_tail_bytes: {description: Bytes of the log read at most., type: int, default: 4194304}
   timeout: {description: Seconds per request., type: float, default: 5}
   ready_timeout: {description: Seconds for the new pod to be Ready., type: float, default: 300}

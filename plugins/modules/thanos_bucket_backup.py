@@ -10,9 +10,9 @@ short_description: Copy new Thanos blocks to a backup bucket server-side and ver
 description:
   - Lists the Thanos blocks (C(ULID/) prefixes with C(meta.json)) of the source bucket and of the
     backup prefix, copies every block the backup lacks with server-side copy (boto3's transfer
-    manager: parallel, multipart copy above I(multipart_threshold)), C(meta.json) last and only
+    manager; parallel, multipart copy above I(multipart_threshold)), C(meta.json) last and only
     after every other file of the block has been copied and its size verified, so a block
-    without C(meta.json) in the backup is an unfinished copy: the next run redoes it.
+    without C(meta.json) in the backup is an unfinished copy, and the next run redoes it.
   - A block whose backup copy is complete and has the source's sizes is skipped. A complete
     copy with other sizes is an integrity failure (the task fails naming the block and file)
     unless I(repair) is set, which copies it again (versioning keeps the old version).
@@ -26,20 +26,9 @@ description:
   - Check mode lists the blocks it would copy (and why) and copies nothing.
 version_added: 0.1.0
 author: watchkeeper maintainers
+extends_documentation_fragment:
+  - watchkeeper.platform.s3
 options:
-  s3_endpoint:
-    description: S3 endpoint URL (empty for AWS).
-    type: str
-  s3_region:
-    description: S3 region.
-    type: str
-    default: us-east-1
-  s3_access_key:
-    description: S3 access key (default AWS credential chain when absent).
-    type: str
-  s3_secret_key:
-    description: S3 secret key.
-    type: str
   source_bucket:
     description: The bucket Thanos uploads blocks to.
     type: str

@@ -20,20 +20,9 @@ description:
   - Check mode lists the blocks it would restore and copies nothing.
 version_added: 0.1.0
 author: watchkeeper maintainers
+extends_documentation_fragment:
+  - watchkeeper.platform.s3
 options:
-  s3_endpoint:
-    description: S3 endpoint URL (empty for AWS).
-    type: str
-  s3_region:
-    description: S3 region.
-    type: str
-    default: us-east-1
-  s3_access_key:
-    description: S3 access key (default AWS credential chain when absent).
-    type: str
-  s3_secret_key:
-    description: S3 secret key.
-    type: str
   source_bucket:
     description: The backup bucket.
     type: str

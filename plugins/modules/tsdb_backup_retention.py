@@ -13,7 +13,7 @@ description:
   - Keeps, among complete backups, the newest of each of the newest I(keep_daily) days,
     I(keep_weekly) ISO weeks and I(keep_monthly) months, and always the newest complete backup.
     Deletes the other complete backups.
-  - Deletes incomplete backups (no manifest) older than I(run_timestamp): leftovers of a failed
+  - Deletes incomplete backups (no manifest) older than I(run_timestamp), leftovers of a failed
     or killed run, including their unfinished multipart uploads. Prefixes whose name is not a
     timestamp are never touched.
   - A backup's manifest is deleted first, so a half-deleted backup never looks complete.

@@ -13,7 +13,7 @@ description:
   - Verifies the upload by listing the prefix (every key present, every size equal), then puts
     C(manifest.json) (files, sizes, sha256, block ULIDs, min/max time from each block's
     meta.json, the source) as the backup's last object. A backup is complete only when its
-    manifest exists: a failure or a kill before that leaves no manifest.
+    manifest exists; a failure or a kill before that leaves no manifest.
   - Deletes the local snapshot once the upload is verified (I(remove_source)); after a failed
     upload too when I(remove_on_failure) (the data is still in the TSDB; kept hard links would
     pin disk space and the next run takes a fresh snapshot).
