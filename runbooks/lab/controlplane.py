@@ -266,9 +266,6 @@ class ControlPlane:
                                      "metadata": {"name": namespace}})
         progress(f"kube-apiserver ready at {self.server}")
 
-    def kubectl_apply(self, manifest: dict[str, object]) -> None:
-        create(self.kubeconfig, manifest)
-
     def stop(self) -> None:
         for record in (self.apiserver, self.etcd):
             if record is not None:

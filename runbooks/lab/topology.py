@@ -8,7 +8,6 @@ from the lab directory, so two labs never share an address.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,10 +94,6 @@ def hashring(addresses: Addresses, count: int = RECEIVERS) -> list[dict[str, obj
         "tenants": [],
         "endpoints": [f"{addresses.receiver(i)}:10901" for i in range(count)],
     }]
-
-
-def hashring_bytes(addresses: Addresses, count: int = RECEIVERS) -> bytes:
-    return (json.dumps(hashring(addresses, count), indent=2) + "\n").encode()
 
 
 def objstore_yaml(bucket: str, endpoint: str, access_key: str, secret_key: str) -> str:
