@@ -1,8 +1,15 @@
 """Run metrics in Prometheus text format: a textfile-collector file per runbook, and an optional
 push to a Pushgateway.
 
-`..._last_success_timestamp_seconds` must survive failed runs, so the previous file is read back
-and its per-cluster success timestamps carried forward.
+`..._last_success_timestamp_seconds` must survive failed runs (the "no successful backup in
+26 h" alert reads it):
+- the textfile: the previous file is read back and its per-cluster success timestamps carried
+  forward;
+- the Pushgateway: a scheduled job runs in a fresh pod with no previous file, so it pushes one
+  group per runbook *and cluster* with POST (pushadd), which replaces only the metric names it
+  sends. A failed run sends no success timestamp, so the one pushed by the last good run stays,
+  and a run limited to one cluster leaves the other clusters' groups alone. (A PUT of one group
+  per runbook would have erased every cluster's last success on any failure.)
 """
 
 from __future__ import annotations
@@ -11,7 +18,7 @@ import logging
 from collections.abc import Mapping
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry, Gauge, push_to_gateway, write_to_textfile
+from prometheus_client import CollectorRegistry, Gauge, pushadd_to_gateway, write_to_textfile
 from prometheus_client.parser import text_string_to_metric_families
 
 log = logging.getLogger(__name__)
@@ -46,33 +53,43 @@ def record_run(
     textfile_dir.mkdir(parents=True, exist_ok=True)
     path = textfile_dir / f"watchkeeper_{runbook.replace('-', '_')}.prom"
     previous = _previous_success(path)
+    registry = _registry(runbook, clusters, started, ended, previous, carry_forward=True)
+    write_to_textfile(str(path), registry)
+    if pushgateway:
+        for cluster in clusters:
+            one = _registry(runbook, {cluster: clusters[cluster]}, started, ended, {},
+                            carry_forward=False)
+            try:
+                pushadd_to_gateway(pushgateway, job="watchkeeper", registry=one,
+                                   grouping_key={"runbook": runbook, "cluster": cluster})
+            except OSError as exc:  # a metrics push never fails a run
+                log.warning("push to %s failed: %s", pushgateway, exc)
+                break
+    return path
+
+
+def _registry(runbook: str, clusters: Mapping[str, str], started: float, ended: float,
+              previous: Mapping[str, float], carry_forward: bool) -> CollectorRegistry:
+    """The run's gauges. Without carry_forward (a push), a failed cluster gets no success
+    timestamp at all, so the gateway keeps the last good one."""
     registry = CollectorRegistry()
     labels = ["runbook", "cluster"]
     last_run = Gauge(f"{PREFIX}_last_run_timestamp_seconds", "End of the last run.",
                      labels, registry=registry)
-    last_ok = Gauge(f"{PREFIX}_last_success_timestamp_seconds",
-                    "End of the last successful run.", labels, registry=registry)
     duration = Gauge(f"{PREFIX}_duration_seconds", "Duration of the last run.", labels,
                      registry=registry)
     success = Gauge(f"{PREFIX}_success", "1 if the last run succeeded on the cluster.", labels,
                     registry=registry)
+    stamps = dict(previous) if carry_forward else {}
     for cluster, outcome in clusters.items():
-        ok = outcome == "ok"
         last_run.labels(runbook, cluster).set(ended)
         duration.labels(runbook, cluster).set(ended - started)
-        success.labels(runbook, cluster).set(1 if ok else 0)
-        if ok:
-            last_ok.labels(runbook, cluster).set(ended)
-        elif cluster in previous:
-            last_ok.labels(runbook, cluster).set(previous[cluster])
-    for cluster, stamp in previous.items():  # clusters outside this run's --limit
-        if cluster not in clusters:
+        success.labels(runbook, cluster).set(1 if outcome == "ok" else 0)
+        if outcome == "ok":
+            stamps[cluster] = ended
+    if stamps:  # clusters outside this run's --limit keep theirs (textfile only)
+        last_ok = Gauge(f"{PREFIX}_last_success_timestamp_seconds",
+                        "End of the last successful run.", labels, registry=registry)
+        for cluster, stamp in stamps.items():
             last_ok.labels(runbook, cluster).set(stamp)
-    write_to_textfile(str(path), registry)
-    if pushgateway:
-        try:
-            push_to_gateway(pushgateway, job="watchkeeper", registry=registry,
-                            grouping_key={"runbook": runbook})
-        except OSError as exc:  # a metrics push never fails a run
-            log.warning("push to %s failed: %s", pushgateway, exc)
-    return path
+    return registry

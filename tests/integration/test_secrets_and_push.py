@@ -58,7 +58,8 @@ def test_run_metrics_reach_a_real_pushgateway(tmp_path: Path, state_env: dict[st
     if binary is None:
         pytest.fail("Debian's prometheus-pushgateway is not installed (.ci/run installs it)")
     port = free_port()
-    gateway = Process("pushgateway", [binary, f"--web.listen-address=127.0.0.1:{port}"],
+    gateway = Process("pushgateway", [binary, f"--web.listen-address=127.0.0.1:{port}",
+                                      f"--persistence.file={tmp_path / 'pushgateway.data'}"],
                       tmp_path / "pushgateway.log")
     gateway.start()
     try:
@@ -79,3 +80,60 @@ def test_run_metrics_reach_a_real_pushgateway(tmp_path: Path, state_env: dict[st
         assert stamp and abs(float(stamp[0].split()[-1]) - time.time()) < 120
     finally:
         gateway.stop()
+
+
+def _gateway_values(port: int) -> dict[tuple[str, str], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    values: dict[tuple[str, str], float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.labels.get("runbook") == "fixture-write":
+                values[(sample.name, sample.labels["cluster"])] = sample.value
+    return values
+
+
+def test_a_failed_scheduled_run_keeps_the_last_success_in_the_pushgateway(
+    tmp_path: Path, state_env: dict[str, str]
+) -> None:
+    """A CronJob runs each time in a fresh pod (no textfile of the previous run). A failure on
+    one cluster must not erase that cluster's last success timestamp in the gateway, or the
+    "no successful backup in 26 h" alert would fire, or never fire, for the wrong reason."""
+    binary = shutil.which("prometheus-pushgateway")
+    if binary is None:
+        pytest.fail("Debian's prometheus-pushgateway is not installed (.ci/run installs it)")
+    port = free_port()
+    gateway = Process("pushgateway", [binary, f"--web.listen-address=127.0.0.1:{port}",
+                                      f"--persistence.file={tmp_path / 'pushgateway.data'}"],
+                      tmp_path / "pushgateway.log")
+    gateway.start()
+    target = tmp_path / "target"
+    target.mkdir()
+    env = {"WATCHKEEPER_RUNBOOK_MODULES": "tests.fixtures.sample_runbooks"}
+
+    def run(name: str, *extra: str) -> dict:
+        pod = tmp_path / name  # a fresh pod: its own state and textfile directories
+        cli("run", "fixture-write", "-i", str(REPO / "tests" / "fixtures" / "inventory"),
+            "--run-dir", str(pod / "run"), "--textfile-dir", str(pod / "textfile"),
+            "--pushgateway", f"http://127.0.0.1:{port}", "-e", f"target_dir={target}", *extra,
+            env={**env, "WATCHKEEPER_STATE_DIR": str(pod / "state")})
+        return json.loads((pod / "run" / "journal.json").read_text())
+
+    try:
+        wait_ready(f"http://127.0.0.1:{port}/-/ready")
+        good = run("good")
+        assert good["status"] == "successful", good.get("message")
+        first = _gateway_values(port)
+        bad = run("bad", "-e", "fail_on=cluster-a")
+        assert bad["clusters"]["cluster-a"] == "failed"
+        after = _gateway_values(port)
+    finally:
+        gateway.stop()
+    stamp = "watchkeeper_runbook_last_success_timestamp_seconds"
+    assert after[("watchkeeper_runbook_success", "cluster-a")] == 0
+    assert after[(stamp, "cluster-a")] == first[(stamp, "cluster-a")]  # kept, not erased
+    assert after[(stamp, "cluster-b")] > first[(stamp, "cluster-b")]  # b succeeded again
+    assert after[("watchkeeper_runbook_last_run_timestamp_seconds", "cluster-a")] > \
+        first[(stamp, "cluster-a")]
