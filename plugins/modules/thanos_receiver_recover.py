@@ -137,8 +137,20 @@ def run(module):
 
         done, _, waited = kube.wait_for("ready", ready, params["restart_timeout"], 2)
         result["changed"] = True
-        result["actions"].append(dict(action="restart", pod=name, ready=done,
-                                      seconds=round(time.monotonic() - began, 1)))
+        action = dict(action="restart", pod=name, ready=done,
+                      seconds=round(time.monotonic() - began, 1))
+        if not done:
+            try:
+                old = kube.core(client).read_namespaced_pod(name, ns)
+            except ApiException:
+                old = None
+            if old is not None and old.metadata.deletion_timestamp is not None:
+                action["note"] = (
+                    "the old pod is still Terminating: its process ignored SIGTERM (a hung"
+                    " receiver); it is killed when its %ss grace period ends, or now with"
+                    " `kubectl -n %s delete pod %s --grace-period=0 --force`" % (
+                        old.metadata.deletion_grace_period_seconds, ns, name))
+        result["actions"].append(action)
     pods, members, findings, stale = diagnose(client, params)
     if (findings or stale) and params["remove_from_ring"]:
         ready = [p.metadata.name for p in pods if kube.is_ready(p)]
@@ -157,9 +169,10 @@ def run(module):
         result["changed"] = result["changed"] or ring["changed"]
     result["after"] = dict(not_ready=sorted(findings), ring_without_ready_pod=stale)
     result["msg"] = "; ".join(
-        "%s %s%s" % (a["action"], a.get("pod") or ",".join(a.get("members", [])),
-                     " -> Ready" if a.get("ready") else (" -> still down" if a["action"] ==
-                                                          "restart" else " (proven)"))
+        "%s %s%s%s" % (a["action"], a.get("pod") or ",".join(a.get("members", [])),
+                       " -> Ready" if a.get("ready") else (" -> still down" if a["action"] ==
+                                                            "restart" else " (proven)"),
+                       " (%s)" % a["note"] if a.get("note") else "")
         for a in result["actions"])
     return result
 

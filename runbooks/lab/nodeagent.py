@@ -39,6 +39,7 @@ import hashlib
 import ipaddress
 import json
 import logging
+import os
 import re
 import signal
 import threading
@@ -93,6 +94,9 @@ class NodeAgent:
         self.state_path = root / "state.json"
         self.pods: dict[str, dict[str, Any]] = self._load()
         self.stopping: set[str] = set()
+        # uid -> monotonic time at which a stopping pod's process gets SIGKILL: the end of its
+        # grace period, brought forward when the grace is shortened or the pod force-deleted.
+        self.kill_at: dict[str, float] = {}
         self.lock = threading.Lock()
         self.healthy_at = 0.0
 
@@ -100,9 +104,12 @@ class NodeAgent:
     def _load(self) -> dict[str, dict[str, Any]]:
         try:
             data: dict[str, dict[str, Any]] = json.loads(self.state_path.read_text())
-            return data
         except (OSError, ValueError):
             return {}
+        # Keys starting with "_" are the previous agent's in-flight work (probe counters, a
+        # liveness restart in progress): its threads are gone, so start those afresh.
+        return {uid: {k: v for k, v in entry.items() if not k.startswith("_")}
+                for uid, entry in data.items()}
 
     def _save(self) -> None:
         with self.lock:
@@ -147,11 +154,38 @@ class NodeAgent:
         for uid in [u for u in self.pods if u not in seen and u not in self.stopping]:
             # Force-deleted from the API: nothing left to report to; stop the process.
             self._terminate(uid, None, 30.0)
+        for uid in [u for u in self.stopping if u not in seen]:
+            # Force-deleted while stopping (`kubectl delete --grace-period=0 --force`): as the
+            # kubelet does, kill now rather than wait out the grace period.
+            self._kill_by(uid, time.monotonic())
+        self._kill_overdue()
         self._save()
+
+    def _kill_by(self, uid: str, when: float) -> None:
+        with self.lock:
+            if uid in self.kill_at and when < self.kill_at[uid]:
+                self.kill_at[uid] = when
+
+    def _kill_overdue(self) -> None:
+        """SIGKILL stopping processes whose (possibly shortened) grace period is over; the
+        stopping thread then sees them gone and removes the pod."""
+        now = time.monotonic()
+        with self.lock:
+            due = [uid for uid, when in self.kill_at.items() if when <= now]
+        for uid in due:
+            record = self._record(self.pods.get(uid, {}))
+            if record is not None and record.alive():
+                log.warning("killing %s (grace period over or shortened)",
+                            self.pods.get(uid, {}).get("name", uid))
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(record.pid, signal.SIGKILL)
 
     def reconcile(self, pod: Any) -> None:
         uid = pod.metadata.uid
         if uid in self.stopping:
+            if pod.metadata.deletion_grace_period_seconds is not None:  # maybe shortened
+                self._kill_by(uid, self.pods.get(uid, {}).get("_stop_began", 0.0)
+                              + float(pod.metadata.deletion_grace_period_seconds))
             return
         if pod.metadata.deletion_timestamp is not None:
             grace = float(pod.metadata.deletion_grace_period_seconds
@@ -346,7 +380,8 @@ class NodeAgent:
                     f" {entry['_probe_failures']} times; restarting the container")
         if record is not None:  # in the background: the loop keeps serving the other pods
             entry["_restarting"] = True
-            grace = float(pod.spec.termination_grace_period_seconds or 30)
+            grace = float(probe.termination_grace_period_seconds  # the probe's own, if set
+                          or pod.spec.termination_grace_period_seconds or 30)
             threading.Thread(target=stop, args=(record, grace), daemon=True).start()
         return False
 
@@ -413,6 +448,10 @@ class NodeAgent:
         """Stop in the background (a receiver may take minutes to flush), then delete."""
         self.stopping.add(uid)
         entry = self.pods.get(uid, {})
+        began = time.monotonic()
+        entry["_stop_began"] = began
+        with self.lock:
+            self.kill_at[uid] = began + grace
 
         def work() -> None:
             try:
@@ -435,6 +474,7 @@ class NodeAgent:
                 with self.lock:
                     self.pods.pop(uid, None)
                     self.stopping.discard(uid)
+                    self.kill_at.pop(uid, None)
                 self._save()
 
         threading.Thread(target=work, daemon=True).start()

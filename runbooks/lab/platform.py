@@ -62,9 +62,14 @@ def _probe(port: str) -> dict[str, Any]:
 
 
 def _liveness(port: str, period: int = 30, failures: int = 8) -> dict[str, Any]:
-    """/-/healthy; generous by default (a receiver replaying a large WAL is slow to start)."""
+    """/-/healthy; generous by default (a receiver replaying a large WAL is slow to start).
+
+    The probe's own terminationGracePeriodSeconds (Kubernetes 1.27+): a process that failed
+    liveness for minutes is hung, and a hung Thanos can ignore SIGTERM; without it the kubelet
+    would wait out the pod's 900 s shutdown grace (meant for a healthy receiver's flush and
+    upload) before the restart."""
     return {"httpGet": {"path": "/-/healthy", "port": port}, "periodSeconds": period,
-            "failureThreshold": failures}
+            "failureThreshold": failures, "terminationGracePeriodSeconds": 60}
 
 
 def _ports(**ports: int) -> list[dict[str, Any]]:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kubernetes.client.exceptions import ApiException
 
 from runbooks.lab import Lab, topology
 from tests.conftest import cli
@@ -111,7 +112,25 @@ def test_a_receiver_that_stays_down_is_restarted_then_taken_out_of_the_ring(
 
 
 def _wait_ready(lab: Lab) -> None:
+    """Wait for the victim to be Ready again. A Thanos receiver whose HTTP bind failed can hang
+    in its shutdown, ignoring SIGTERM (seen with v0.40.1): a pod deleted in that state stays
+    Terminating for its 900 s grace period. The operator's way out, taken here after a minute:
+    force-delete the pod (the node then kills the process at once)."""
     deadline = time.monotonic() + 300
-    while not is_ready(core(lab).read_namespaced_pod(VICTIM, NS)):
+    forced = False
+    stuck_since: float | None = None
+    while True:
+        try:
+            pod = core(lab).read_namespaced_pod(VICTIM, NS)
+        except ApiException as exc:  # between the old pod's removal and the new one
+            assert exc.status == 404, exc
+            pod = None
+        if pod is not None and is_ready(pod) and pod.metadata.deletion_timestamp is None:
+            return
+        if pod is not None and pod.metadata.deletion_timestamp is not None and not forced:
+            stuck_since = stuck_since or time.monotonic()
+            if time.monotonic() - stuck_since > 60:
+                core(lab).delete_namespaced_pod(VICTIM, NS, grace_period_seconds=0)
+                forced = True
         assert time.monotonic() < deadline, f"{VICTIM} did not come back"
         time.sleep(1)
