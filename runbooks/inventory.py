@@ -166,6 +166,7 @@ class ClusterConfig(BaseModel):
     hashring_configmap: str = "thanos-receive-hashring"
     hashring_mode: Literal["direct", "gitops"] = "direct"
     hashring_git_path: str = ""
+    receive_replicas_git_path: str = ""
     # A series every workload cluster writes continuously: a change is proven by new samples
     # of it in Query (`up` of the agents works anywhere; the lab has a dedicated canary).
     canary_query: str = "up"

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import time
 import urllib.request
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -31,6 +31,11 @@ from runbooks.model import Gate, GateResult, Params, Runbook, RunContext
 
 class ScaleParams(Params):
     replicas: int = Field(..., ge=1, le=64, description="target number of receivers")
+    mode: Literal["", "direct", "gitops"] = Field(
+        "", description="override the inventory's wk_hashring_mode: gitops commits the ring"
+        " and the replicas to the config repository and waits for the sync")
+    sync_timeout: float = Field(300.0, gt=0, description="gitops mode: seconds for the sync"
+                                " to bring a committed change")
     ready_timeout: float = Field(300.0, gt=0, description="seconds for new pods to be Ready")
     converge_timeout: float = Field(180.0, gt=0, description="seconds for each ring proof")
     upload_timeout: float = Field(
@@ -217,6 +222,18 @@ class ScaleReceivers(Runbook):
                 f"scale-receivers runs on observability clusters only; {others} is not one"
                 " (use --limit with the observability cluster)")
         for cluster in selected:
+            mode = params.mode or cluster.hashring_mode
+            missing = [name for name, value in (
+                ("wk_git_url", cluster.git_url),
+                ("wk_hashring_git_path", cluster.hashring_git_path),
+                ("wk_receive_replicas_git_path", cluster.receive_replicas_git_path))
+                if not value]
+            if mode == "gitops" and missing:
+                raise PreconditionFailed(
+                    f"{cluster.name}: gitops mode scales through the config repository (a"
+                    " direct scale would be reverted by ArgoCD's self-heal, with a receiver"
+                    f" still in the ring) and needs {', '.join(missing)}: set them, or run with"
+                    " -e mode=direct where ArgoCD does not self-heal")
             if params.replicas < cluster.receive_replication_factor:
                 raise PreconditionFailed(
                     f"{cluster.name}: replicas={params.replicas} < replication factor"

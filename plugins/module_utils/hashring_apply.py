@@ -71,31 +71,43 @@ def _git(args, cwd):
 
 def commit_to_git(params, text, check_mode):
     """Write the ring into the ConfigMap manifest in the repository; return the commit."""
-    import yaml
-
     if not params.get("git_url") or not params.get("git_path"):
         raise kube.KubeFailure("gitops mode needs git_url and git_path",
                                "set wk_git_url and wk_hashring_git_path in the inventory")
-    work = tempfile.mkdtemp(prefix="wk-hashring-")
+
+    def put_ring(manifest):
+        manifest.setdefault("data", {})[params["key"]] = text
+
+    return commit_yaml(params, params["git_path"], put_ring,
+                       params.get("commit_message") or "hashring: update", check_mode,
+                       "set wk_hashring_git_path to the hashring ConfigMap manifest")
+
+
+def commit_yaml(params, git_path, edit, message, check_mode, hint):
+    """Clone the GitOps repository, apply `edit(document)` to the YAML file `git_path`, commit
+    and push; return the commit (the current one when nothing changed, None in check mode).
+    Shared by every GitOps-mode change (the hashring, the receivers' replicas)."""
+    import yaml
+
+    work = tempfile.mkdtemp(prefix="wk-gitops-")
     try:
         _git(["clone", "-q", "--depth", "1", "--branch", params["git_branch"],
               params["git_url"], work], "/")
-        path = os.path.join(work, params["git_path"])
+        path = os.path.join(work, git_path)
         if not os.path.exists(path):
-            raise kube.KubeFailure("%s is not in %s" % (params["git_path"], params["git_url"]),
-                                   "set wk_hashring_git_path to the hashring ConfigMap manifest")
+            raise kube.KubeFailure("%s is not in %s" % (git_path, params["git_url"]), hint)
         with open(path) as handle:
-            manifest = yaml.safe_load(handle)
-        manifest.setdefault("data", {})[params["key"]] = text
+            document = yaml.safe_load(handle)
+        edit(document)
         with open(path, "w") as handle:
-            yaml.safe_dump(manifest, handle, sort_keys=False, default_style=None, width=1000)
+            yaml.safe_dump(document, handle, sort_keys=False, default_style=None, width=1000)
         if check_mode:
             return None
-        _git(["add", params["git_path"]], work)
+        _git(["add", git_path], work)
         if not _git(["status", "--porcelain"], work).strip():
             return _git(["rev-parse", "HEAD"], work).strip()
         _git(["-c", "user.name=watchkeeper", "-c", "user.email=watchkeeper@localhost",
-              "commit", "-q", "-m", params.get("commit_message") or "hashring: update"], work)
+              "commit", "-q", "-m", message], work)
         _git(["push", "-q", "origin", "HEAD:" + params["git_branch"]], work)
         return _git(["rev-parse", "HEAD"], work).strip()
     finally:

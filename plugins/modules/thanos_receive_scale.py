@@ -26,6 +26,14 @@ options:
   release_pvcs: {description: Delete a removed receiver's claim once its upload is verified., type: bool, default: false}
   bucket: {description: The Thanos blocks bucket., type: str}
   restore_ring: {description: Ring file to return to (rollback); replicas is the start count., type: str}
+  replicas_git_path:
+    description:
+      - GitOps mode, the Kustomization (kustomization.yaml) of the receivers' overlay in the
+        repository; the replicas are committed there (its C(replicas) field) and the
+        StatefulSet is awaited at the new count after the sync. Scaling the StatefulSet
+        directly would be reverted by ArgoCD's self-heal, with a receiver still in the ring.
+    type: str
+  sync_timeout: {description: GitOps mode, seconds for the sync to bring the committed replicas., type: float, default: 300}
 author: watchkeeper maintainers
 """
 
@@ -56,6 +64,8 @@ ARGUMENT_SPEC = dict(
     verify_upload=dict(type="bool", default=True),
     release_pvcs=dict(type="bool", default=False),
     bucket=dict(type="str"),
+    replicas_git_path=dict(type="str"),
+    sync_timeout=dict(type="float", default=300.0),
     restore_ring=dict(type="str"),
     **s3.S3_SPEC
 )
@@ -95,11 +105,43 @@ class Scaler(object):
         began = time.monotonic()
         from kubernetes.client.exceptions import ApiException
 
+        if self.params["mode"] == "gitops":
+            return self.scale_through_git(replicas, began)
         try:
             kube.scale_statefulset(self.client, self.ns, self.name, replicas)
         except (ApiException, OSError) as exc:
             raise kube.api_error(exc, "scale StatefulSet %s/%s" % (self.ns, self.name)) from exc
         self.step("statefulset", began, replicas=replicas)
+
+    def scale_through_git(self, replicas, began):
+        """GitOps mode: commit the replicas to the overlay's Kustomization, then wait until
+        the sync (ArgoCD) has set them on the StatefulSet."""
+        name = self.name
+
+        def set_replicas(kustomization):
+            entries = [e for e in kustomization.get("replicas") or [] if e.get("name") != name]
+            kustomization["replicas"] = entries + [dict(name=name, count=replicas)]
+
+        commit = hashring_apply.commit_yaml(
+            self.params, self.params["replicas_git_path"], set_replicas,
+            "replicas: %s to %d%s" % (name, replicas, (
+                " (%s)" % self.params["commit_message"]) if self.params.get("commit_message")
+                else ""), False,
+            "set wk_receive_replicas_git_path to the kustomization.yaml of the receivers'"
+            " overlay")
+
+        def synced():
+            sts, _ = self.pods()
+            return sts.spec.replicas == replicas, sts.spec.replicas
+
+        done, live, waited = kube.wait_for("sync", synced, self.params["sync_timeout"], 2)
+        if not done:
+            raise kube.KubeFailure(
+                "replicas %d committed (%s) but the StatefulSet still has %s after %.0f s: the"
+                " sync did not happen" % (replicas, (commit or "")[:12], live, waited),
+                "check the ArgoCD Application of the receivers (sync status, errors)",
+                steps=self.steps)
+        self.step("statefulset", began, replicas=replicas, commit=commit, via="git")
 
     def wait_ready(self, count):
         began = time.monotonic()
@@ -217,15 +259,25 @@ def predict(params, current, target, pods):
     """Check mode: the steps and the rings the procedure would apply."""
     name = params["statefulset"]
     plan = []
+
+    def scale(to):
+        if params["mode"] == "gitops":
+            return "commit replicas %d to %s in git, wait for the sync" % (
+                to, params["replicas_git_path"])
+        return "scale to %d" % to
+
     if target > current:
-        plan.append("scale %s %d -> %d, wait for %s Ready" % (
-            name, current, target, ", ".join("%s-%d" % (name, i) for i in range(current, target))))
+        how = "scale %s %d -> %d" % (name, current, target)
+        if params["mode"] == "gitops":
+            how = "%s (%s)" % (how, scale(target))
+        plan.append("%s, wait for %s Ready" % (
+            how, ", ".join("%s-%d" % (name, i) for i in range(current, target))))
         plan.append("ring: add %s, prove on %d receivers" % (
             ", ".join("%s-%d" % (name, i) for i in range(current, target)), target))
     for k in range(current - 1, target - 1, -1):
-        plan.append("ring: remove %s-%d, prove on %d receivers; scale to %d; wait for its"
+        plan.append("ring: remove %s-%d, prove on %d receivers; %s; wait for its"
                     " shutdown flush; verify its final block in the bucket%s" % (
-                        name, k, k + 1, k,
+                        name, k, k + 1, scale(k),
                         "; release data-%s-%d" % (name, k) if params["release_pvcs"] else ""))
     return plan
 
@@ -239,6 +291,13 @@ def run(module):
     target = params["replicas"]
     rf = params["replication_factor"]
     result = dict(changed=False, start_replicas=current, replicas=target, steps=scaler.steps)
+    if params["mode"] == "gitops" and not params.get("replicas_git_path"):
+        raise kube.KubeFailure(
+            "gitops mode: the replicas must change in git, or ArgoCD's self-heal would revert"
+            " a direct scale (with a receiver still in the ring), and replicas_git_path is not"
+            " set", "set wk_receive_replicas_git_path to the kustomization.yaml of the"
+            " receivers' overlay (or use wk_hashring_mode: direct where ArgoCD does not"
+            " self-heal)")
     if params.get("restore_ring") is not None:
         if module.check_mode:
             result["msg"] = "would restore %d replicas and the recorded ring" % target

@@ -78,6 +78,9 @@ def write_lab_inventory(directory: Path, a: Addresses, versions: dict[str, str],
         "wk_receive_endpoint_template": "{ip}:{port}",
         "wk_canary_query": "watchkeeper_lab_canary_total",
         "wk_hashring_git_path": "clusters/observability/thanos-receive/lab-hashring.yaml",
+        # GitOps-mode scaling commits the receivers' replicas to this Kustomization.
+        "wk_receive_replicas_git_path": "clusters/observability/thanos-receive/"
+                                        "kustomization.yaml",
     }
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "group_vars").mkdir(exist_ok=True)

@@ -4,19 +4,24 @@ and down, the final block verified before a claim is released, writes never inte
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import signal
+import subprocess
 import threading
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from runbooks.lab import Lab, topology
+from runbooks.lab import Lab, build, topology
 from tests.conftest import cli
 from tests.lab.test_hashring import endpoints, playbook_steps, reported_hash, ring_text
 from tests.lab.test_kubernetes import NS, apps, core, is_ready, receivers
@@ -189,3 +194,96 @@ def test_a_receiver_dying_mid_scale_up_is_rolled_back_without_losing_a_sample(
     assert ring_text(lab) == ring
     assert "thanos-receive-3" not in receivers(lab)
     assert_no_canary_gap(lab, start, end)
+
+
+@contextlib.contextmanager
+def argocd_syncs(lab: Lab) -> Iterator[list[str]]:
+    """ArgoCD's part, played by the test: the lab has no ArgoCD controller, so a thread syncs
+    the lab's git repository into the cluster each time a new commit lands on main, as an
+    Application with automated sync and self-heal would. Yields the commits it synced."""
+    bare = lab.dir / "git" / "platform.git"
+    kubectl = build.ensure(build.load_specs()["kubectl"], print)
+    synced: list[str] = []
+    stop = threading.Event()
+
+    def head() -> str:
+        return subprocess.run(["git", "--git-dir", str(bare), "rev-parse", "main"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+
+    def loop() -> None:
+        seen = head()
+        while not stop.wait(2):
+            current = head()
+            if current != seen:
+                lab.sync_from_git(kubectl)
+                synced.append(current)
+                seen = current
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield synced
+    finally:
+        stop.set()
+        thread.join()
+
+
+def git_replicas(lab: Lab) -> int | None:
+    bare = lab.dir / "git" / "platform.git"
+    text = subprocess.run(
+        ["git", "--git-dir", str(bare), "show",
+         "main:clusters/observability/thanos-receive/kustomization.yaml"],
+        capture_output=True, text=True, check=True).stdout
+    entries = yaml.safe_load(text).get("replicas") or []
+    return next((int(e["count"]) for e in entries if e["name"] == "thanos-receive"), None)
+
+
+def test_gitops_mode_scales_through_git_so_a_sync_keeps_the_new_size(
+    lab: Lab, tmp_path: Path, three: None
+) -> None:
+    """With ArgoCD self-healing, a direct `kubectl scale` is reverted at the next sync while
+    the ring still lists the new receiver. In gitops mode the replicas go through git: after
+    the run, git holds the new size and a re-sync from git changes nothing."""
+    kubectl = build.ensure(build.load_specs()["kubectl"], print)
+    result, journal = run_scale(lab, tmp_path, "-e", "replicas=4", "-e", "mode=gitops",
+                                "--check")
+    assert result.returncode == 0, result.stdout
+    message = playbook_steps(journal)[0]["message"]
+    assert "commit replicas 4 to clusters/observability/thanos-receive/kustomization.yaml" \
+        in message, message
+    assert replicas(lab) == 3 and git_replicas(lab) in (None, 3)  # check mode: no commit
+
+    try:
+        with argocd_syncs(lab) as synced:
+            result, journal = run_scale(lab, tmp_path, "-e", "replicas=4", "-e", "mode=gitops")
+        assert result.returncode == 0, (result.stdout, journal.get("message"))
+        assert synced, "nothing was committed to git"
+        assert git_replicas(lab) == 4
+        assert replicas(lab) == 4
+        assert f"{lab.addresses.receiver(3)}:10901" in endpoints(lab)
+        lab.sync_from_git(kubectl)  # ArgoCD's self-heal: git is the truth, and it agrees
+        assert replicas(lab) == 4
+    finally:
+        with argocd_syncs(lab):
+            result, journal = run_scale(lab, tmp_path, "-e", "replicas=3", "-e", "mode=gitops")
+        _make_volume_reusable(lab, "data-thanos-receive-3")
+    assert result.returncode == 0, (result.stdout, journal.get("message"))
+    assert git_replicas(lab) == 3 and replicas(lab) == 3
+    assert f"{lab.addresses.receiver(3)}:10901" not in endpoints(lab)
+
+
+def test_gitops_mode_without_the_replicas_path_is_refused_before_any_change(
+    lab: Lab, tmp_path: Path, three: None
+) -> None:
+    inventory = tmp_path / "inventory"
+    shutil.copytree(lab.inventory_dir, inventory)
+    host = inventory / "host_vars" / "observability.yml"
+    values = yaml.safe_load(host.read_text())
+    values.pop("wk_receive_replicas_git_path")
+    host.write_text(yaml.safe_dump(values))
+    result = cli("run", "scale-receivers", "-i", str(inventory), "--limit", "observability",
+                 "--run-dir", str(tmp_path / "run"), "-e", "replicas=4", "-e", "mode=gitops",
+                 env={"WATCHKEEPER_STATE_DIR": str(tmp_path / "state"), **lab.env()})
+    assert result.returncode == 3, result.stdout
+    assert "wk_receive_replicas_git_path" in result.stdout + result.stderr
+    assert replicas(lab) == 3
