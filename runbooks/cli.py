@@ -94,6 +94,27 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--timeout", type=float, default=30.0)
     q.add_argument("--output", choices=("text", "json"), default="text")
 
+    # Quick reference: `kubectl logs` of every pod of a component, through the API server.
+    q = sub.add_parser("logs", help="each pod's log of a component (kubectl logs --prefix)")
+    q.add_argument("component", metavar="COMPONENT",
+                   help="workload or app.kubernetes.io/name (thanos-receive), alias (receive,"
+                   " agent, query, store, alertmanager) or a pod name")
+    q.add_argument("-i", "--inventory", type=Path, default=_env_path("WATCHKEEPER_INVENTORY"),
+                   help="inventory (default $WATCHKEEPER_INVENTORY)")
+    q.add_argument("--cluster", "-c", default=None,
+                   help="the cluster whose kube context and namespace to use"
+                   " (default: the first with wk_kube_context)")
+    q.add_argument("--pod", default=None, help="only this pod of the component")
+    q.add_argument("--tail", type=int, default=None, metavar="N", help="last N lines per pod")
+    q.add_argument("--since", default=None, metavar="DURATION",
+                   help="only lines newer than this (90s, 10m, 2h, 1d)")
+    q.add_argument("--grep", default=None, metavar="REGEX", help="only lines matching REGEX")
+    q.add_argument("--previous", action="store_true",
+                   help="the previous (restarted) container's log")
+    q.add_argument("--follow", "-f", action="store_true", help="stream new lines (Ctrl-C ends)")
+    q.add_argument("--timeout", type=float, default=30.0)
+    q.add_argument("--output", choices=("text", "json"), default="text")
+
     lab = sub.add_parser("lab", help="the local lab of real programs")
     lab_sub = lab.add_subparsers(dest="lab_command", required=True, metavar="ACTION")
     for name, text in (("up", "build what is missing, start what is down, wait for health"),
@@ -320,6 +341,46 @@ def cmd_query(args: argparse.Namespace, out: Console, err: Console) -> int:
     return 0
 
 
+def cmd_logs(args: argparse.Namespace, out: Console, err: Console) -> int:
+    from runbooks.inventory import load_inventory
+    from runbooks.quickref import follow_logs, kube_cluster, parse_since, read_logs
+
+    if args.inventory is None:
+        raise UsageError("logs needs an inventory: -i PATH or WATCHKEEPER_INVENTORY")
+    if args.tail is not None and args.tail < 0:
+        raise UsageError(f"--tail {args.tail}: give a number of lines >= 0")
+    since = parse_since(args.since) if args.since else None
+    cluster = kube_cluster(load_inventory(args.inventory), args.cluster)
+    logs = read_logs(cluster, args.component, pod=args.pod, tail=args.tail,
+                     since_seconds=since, grep=args.grep, previous=args.previous,
+                     timeout=args.timeout)
+    failed = [log for log in logs if log.error]
+    if args.output == "json":
+        print(json.dumps({"cluster": cluster.name, "namespace": cluster.namespace,
+                          "component": args.component,
+                          "pods": [{"pod": log.pod, "lines": list(log.lines),
+                                    "error": log.error} for log in logs]}, indent=2))
+    else:
+        for log in logs:
+            for line in log.lines:
+                sys.stdout.write(f"[pod/{log.pod}] {line}\n")
+        sys.stdout.flush()
+        for log in failed:
+            err.print(f"error: {log.error}", markup=False)
+        err.print(f"[dim]{sum(len(log.lines) for log in logs)} line(s) from"
+                  f" {len(logs)} pod(s) of {args.component} in {cluster.name}"
+                  f" ({cluster.kube_context}/{cluster.namespace})[/]")
+    if args.follow and not failed:
+        def emit(pod: str, line: str) -> None:
+            sys.stdout.write(f"[pod/{pod}] {line}\n")
+            sys.stdout.flush()
+        try:
+            follow_logs(cluster, [log.pod for log in logs], None, args.grep, emit)
+        except KeyboardInterrupt:
+            return 0
+    return 1 if failed else 0
+
+
 def cmd_lab(args: argparse.Namespace, out: Console, err: Console) -> int:
     try:
         from runbooks.lab import Lab
@@ -372,6 +433,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_lab(args, out, err)
         if args.command == "query":
             return cmd_query(args, out, err)
+        if args.command == "logs":
+            return cmd_logs(args, out, err)
         return cmd_run(args, out, err)
     except InventoryError as exc:
         if exc.problems:

@@ -196,7 +196,7 @@ class Lab:
                       (sys.executable, "-m", "runbooks.lab.nodeagent",
                        "--kubeconfig", str(self.kubeconfig), "--root", str(self.nodeagent_dir),
                        "--images", str(self.nodeagent_dir / "images.json"),
-                       "--healthz", f"{a.node}:10248"),
+                       "--healthz", f"{a.node}:10248", "--kubelet-address", f"{a.node}:10250"),
                       f"http://{a.node}:10248/healthz"),
         ]
         epoch = self._canary_epoch()

@@ -75,7 +75,10 @@ def apiserver_argv(binary: Path, root: Path, ip: str) -> list[str]:
             f"--service-account-key-file={root / 'sa.pub'}",
             f"--service-account-signing-key-file={root / 'sa.key'}",
             "--authorization-mode=Node,RBAC", f"--token-auth-file={root / 'tokens.csv'}",
-            f"--service-cluster-ip-range={SERVICE_CIDR}"]
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            # pods/log: the node's InternalIP (its Hostname address resolves nowhere) on the
+            # port the node reports, where the node agent serves /containerLogs.
+            "--kubelet-preferred-address-types=InternalIP"]
 
 
 def controller_manager_argv(binary: Path, root: Path, ip: str) -> list[str]:
@@ -99,8 +102,9 @@ def scheduler_argv(binary: Path, root: Path, ip: str) -> list[str]:
             f"--bind-address={ip}", "--secure-port=10259", "--leader-elect=false"]
 
 
-# KWOK keeps node `lab-node` alive: Ready, addresses, a heartbeat Lease. It gets no pod stages,
-# so it never touches a pod: the node agent runs them. Written for the lab after KWOK's
+# KWOK keeps node `lab-node` alive: Ready, addresses, the kubelet port (10250, where the node
+# agent serves pods/log), a heartbeat Lease. It gets no pod stages, so it never touches a pod:
+# the node agent runs them. Written for the lab after KWOK's
 # documented Stage API (kwok.sigs.k8s.io, "Stages Configuration").
 KWOK_STAGES = """apiVersion: kwok.x-k8s.io/v1alpha1
 kind: Stage
@@ -125,6 +129,7 @@ spec:
       addresses:
       - {type: InternalIP, address: {{ NodeIP | Quote }}}
       - {type: Hostname, address: {{ NodeName | Quote }}}
+      daemonEndpoints: {kubeletEndpoint: {Port: 10250}}
       allocatable: {cpu: "16", memory: 64Gi, pods: "110"}
       capacity: {cpu: "16", memory: 64Gi, pods: "110"}
       nodeInfo:
@@ -155,6 +160,7 @@ spec:
          message: {{ .message | Quote }}, lastHeartbeatTime: {{ $now | Quote }},
          lastTransitionTime: {{ $now | Quote }}}
       {{ end }}
+      daemonEndpoints: {kubeletEndpoint: {Port: 10250}}
 """
 
 

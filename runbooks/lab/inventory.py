@@ -56,9 +56,8 @@ def write_lab_inventory(directory: Path, a: Addresses, versions: dict[str, str],
             "wk_namespace": NAMESPACES[cluster],
             "wk_agent_url": f"http://{a.agent(i)}:9090",
             "wk_receive_remote_write_url": f"http://{receiver}:19291/api/v1/receive",
-            # The lab node agent writes pod logs here (no logs through the lab's API).
-            "wk_agent_log_path": str(directory.parent / "nodeagent" / "logs"
-                                     / "{namespace}_{pod}.log"),
+            # No wk_agent_log_path: agent-health reads the agent's log through pods/log, as in
+            # production (the node agent serves the kubelet's /containerLogs).
             # The agents scrape themselves and their canary (diagnose-missing-metrics).
             "wk_expected_jobs": ["prometheus-agent", "canary"],
         }

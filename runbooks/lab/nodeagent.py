@@ -24,9 +24,17 @@ for the pods the scheduler binds to `lab-node`:
   and upload), then SIGKILL, and is removed from the API; a process that dies is restarted
   (restartCount grows), as restartPolicy Always does.
 
+- logs through the API: the kubelet's read-only `/containerLogs/NS/POD/CONTAINER` endpoint is
+  served over HTTPS on the node's kubelet port (10250, the node's
+  status.daemonEndpoints.kubeletEndpoint, which KWOK's stage reports), so `kubectl logs` and
+  pods/log reach a pod's output through the real API server, with tailLines, sinceSeconds /
+  sinceTime, timestamps, limitBytes, previous and follow. The output file is the process's
+  own (not the CRI format a container runtime writes, which KWOK's log server requires):
+  processes write to it directly, so they outlive a restart of this agent.
+
 Not emulated: resource limits, probes other than httpGet readiness, init containers,
-projected service-account tokens, exec/logs through the API. The state (which PID runs which
-pod) lives in <root>/state.json, so a restarted agent adopts its processes instead of
+projected service-account tokens, exec/attach/port-forward through the API. The state (which
+PID runs which pod) lives in <root>/state.json, so a restarted agent adopts its processes instead of
 starting them twice.
 """
 
@@ -42,8 +50,11 @@ import logging
 import os
 import re
 import signal
+import ssl
+import subprocess
 import threading
 import time
+import urllib.parse
 import urllib.request
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -522,6 +533,169 @@ def _serve_health(agent: NodeAgent, address: str) -> None:
     threading.Thread(target=server.serve_forever, daemon=True).start()
 
 
+# ---------------------------------------------------------------- logs (the kubelet's endpoint)
+# `process.start` opens each run of a pod's process with this line; the runs of one pod
+# (restarts) follow each other in its log file, as the kubelet keeps the current and previous
+# container's log.
+_RUN_MARKER = re.compile(rb"^--- (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d) ")
+# Where a line says when it was written: logfmt ts= / time= (Thanos, Prometheus, Alertmanager)
+# or a leading ISO time (OpenSearch's "[2026-...]").
+_LINE_TIME = re.compile(rb"(?:\bts=|\btime=|^\[?)\"?(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?)"
+                        rb"(Z|[+-]\d\d:?\d\d)?")
+
+
+def _line_time(line: bytes, default: float | None) -> float | None:
+    match = _LINE_TIME.search(line[:200])
+    if not match:
+        return default
+    stamp = match.group(1).decode()
+    zone = (match.group(2) or b"Z").decode().replace("Z", "+00:00")
+    try:
+        return datetime.fromisoformat(stamp[:26] + zone).timestamp()
+    except ValueError:
+        return default
+
+
+def container_runs(data: bytes) -> list[list[tuple[float | None, bytes]]]:
+    """A pod's log file as its runs (oldest first), each a list of (time, line)."""
+    runs: list[list[tuple[float | None, bytes]]] = []
+    current: list[tuple[float | None, bytes]] | None = None
+    when: float | None = None
+    for line in data.splitlines(keepends=True):
+        marker = _RUN_MARKER.match(line)
+        if marker:
+            current = []
+            runs.append(current)
+            when = datetime.fromisoformat(marker.group(1).decode()).replace(
+                tzinfo=UTC).timestamp()
+            continue
+        if current is None:
+            if not line.strip():
+                continue
+            current = []
+            runs.append(current)
+        when = _line_time(line, when)
+        current.append((when, line))
+    for run in runs:  # the blank line `process.start` leaves before the next run's marker
+        while run and not run[-1][1].strip():
+            run.pop()
+    return runs
+
+
+def select_log(data: bytes, query: dict[str, list[str]]) -> tuple[bytes, int]:
+    """The lines the kubelet would return for this PodLogOptions query, and the file offset
+    to follow from. Raises ValueError naming a bad parameter."""
+    def one(name: str) -> str | None:
+        values = query.get(name)
+        return values[0] if values else None
+
+    runs = container_runs(data)
+    previous = one("previous") in ("true", "1")
+    if previous and len(runs) < 2:
+        raise ValueError("previous terminated container not found")
+    lines = runs[-2] if previous else (runs[-1] if runs else [])
+    since: float | None = None
+    if one("sinceSeconds") is not None:
+        since = time.time() - int(str(one("sinceSeconds")))
+    if one("sinceTime") is not None:
+        since = datetime.fromisoformat(str(one("sinceTime")).replace("Z", "+00:00")).timestamp()
+    if since is not None:
+        lines = [(t, line) for t, line in lines if t is not None and t >= since]
+    tail = one("tailLines")
+    if tail is not None and tail != "all" and int(tail) >= 0:
+        lines = lines[len(lines) - int(tail):] if int(tail) else []
+    stamps = one("timestamps") in ("true", "1")
+    out = b"".join(
+        (datetime.fromtimestamp(t or 0, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ ").encode()
+         if stamps else b"") + line for t, line in lines)
+    limit = one("limitBytes")
+    if limit is not None:
+        out = out[:int(limit)]
+    return out, len(data)
+
+
+def _serve_container_logs(agent: NodeAgent, address: str, cert: Path, key: Path) -> None:
+    """HTTPS /containerLogs/NS/POD/CONTAINER on the node's kubelet port, for the API server's
+    pods/log. Binds the node's lab address only; the lab's API server is its one client."""
+    host, port = address.rsplit(":", 1)
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            url = urllib.parse.urlsplit(self.path)
+            parts = url.path.strip("/").split("/")
+            if len(parts) != 4 or parts[0] != "containerLogs":
+                return self._fail(404, f"not served by the lab node agent: {url.path}")
+            _, ns, name, _container = parts  # the lab's pods run one container each
+            path = agent.root / "logs" / f"{ns}_{name}.log"
+            if not path.exists():
+                return self._fail(404, f"no logs for pod {ns}/{name} on {NODE}")
+            query = urllib.parse.parse_qs(url.query)
+            try:
+                body, offset = select_log(path.read_bytes(), query)
+            except ValueError as exc:
+                return self._fail(400, str(exc))
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            try:
+                self._chunk(body)
+                if query.get("follow", [""])[0] in ("true", "1"):
+                    self._follow(path, offset, ns, name)
+                self._chunk(b"")
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+
+        def _follow(self, path: Path, offset: int, ns: str, name: str) -> None:
+            """New output until the client goes or the pod's process ends for good."""
+            while any(e.get("namespace") == ns and e.get("name") == name
+                      for e in list(agent.pods.values())):
+                with path.open("rb") as handle:
+                    handle.seek(offset)
+                    data = handle.read()
+                if data:
+                    offset += len(data)
+                    self._chunk(data)
+                time.sleep(0.5)
+
+        def _chunk(self, data: bytes) -> None:
+            self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+            self.wfile.flush()
+
+        def _fail(self, code: int, message: str) -> None:
+            body = message.encode() + b"\n"
+            self.send_response(code)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer((host, int(port)), Handler)
+    server.daemon_threads = True
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+
+
+def serving_certificate(root: Path, ip: str) -> tuple[Path, Path]:
+    """A self-signed serving certificate for the node's kubelet port (made once). The lab's API
+    server does not verify the kubelet's certificate: no --kubelet-certificate-authority."""
+    cert, key = root / "kubelet.crt", root / "kubelet.key"
+    if not cert.exists() or not key.exists():
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                        "-keyout", str(key), "-out", str(cert), "-days", "3650",
+                        "-subj", f"/CN={NODE}", "-addext", f"subjectAltName=IP:{ip}"],
+                       check=True, capture_output=True)
+        key.chmod(0o600)
+    return cert, key
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kubeconfig", type=Path, required=True)
@@ -529,6 +703,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--images", type=Path, required=True,
                         help="JSON: image repository -> local binary")
     parser.add_argument("--healthz", required=True, help="address:port of /healthz")
+    parser.add_argument("--kubelet-address", default="",
+                        help="address:port of the kubelet's /containerLogs (pods/log)")
     parser.add_argument("--configmap-delay", type=float, default=0.0,
                         help="seconds before a changed ConfigMap reaches the pods' files")
     args = parser.parse_args(argv)
@@ -537,6 +713,9 @@ def main(argv: list[str] | None = None) -> None:
     agent = NodeAgent(args.kubeconfig, args.root, json.loads(args.images.read_text()),
                       args.configmap_delay)
     _serve_health(agent, args.healthz)
+    if args.kubelet_address:
+        ip = args.kubelet_address.rsplit(":", 1)[0]
+        _serve_container_logs(agent, args.kubelet_address, *serving_certificate(args.root, ip))
     agent.run()
 
 

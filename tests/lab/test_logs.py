@@ -1,0 +1,133 @@
+"""`watchkeeper logs COMPONENT` and `kubectl logs` against the lab: the real API server's
+pods/log, reaching the pods' real processes' output through the node's kubelet port (served by
+the lab node agent, the lab's one stand-in, for the kubelet). Also agent-health reading the
+agent's log through pods/log, as in production."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from runbooks.lab import Lab, topology
+from tests.conftest import cli
+from tests.lab.test_checklists import inventory_with
+from tests.lab.test_kubernetes import NS, core, kubectl
+from tests.lab.test_receiver_agent_health import checks, run
+
+pytestmark = pytest.mark.lab
+AGENT_NS = topology.CLUSTERS[0]
+TS = re.compile(r"\bts=(\S+Z)")
+
+
+def logs(lab: Lab, *args: str, inventory: Path | None = None) -> tuple[int, str, str]:
+    result = cli("logs", *args, "-i", str(inventory or lab.inventory_dir), env=lab.env())
+    return result.returncode, result.stdout, result.stderr
+
+
+def receive_pods(lab: Lab) -> list[str]:
+    return sorted(p.metadata.name for p in core(lab).list_namespaced_pod(
+        NS, label_selector="app.kubernetes.io/name=thanos-receive").items)
+
+
+def by_pod(stdout: str) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for line in stdout.splitlines():
+        match = re.match(r"\[pod/([^\]]+)\] (.*)", line)
+        assert match, f"a line without its pod prefix: {line!r}"
+        found.setdefault(match.group(1), []).append(match.group(2))
+    return found
+
+
+def when(line: str) -> float:
+    match = TS.search(line)
+    assert match, line
+    return datetime.fromisoformat(match.group(1)[:26] + "+00:00").timestamp()
+
+
+def test_kubectl_logs_of_a_receiver_is_its_process_output(lab: Lab) -> None:
+    out = kubectl(lab, "-n", NS, "logs", "thanos-receive-0", "--tail", "5")
+    lines = out.splitlines()
+    assert len(lines) == 5
+    written = (lab.nodeagent_dir / "logs" / f"{NS}_thanos-receive-0.log").read_text()
+    for line in lines:
+        assert line in written  # the receiver's own lines, through the API server
+    assert all("component=receive" in line for line in lines), lines
+
+
+def test_logs_prints_the_tail_of_every_receiver_prefixed_with_its_pod(lab: Lab) -> None:
+    rc, out, err = logs(lab, "receive", "--cluster", "observability", "--tail", "5")
+    assert rc == 0, err
+    found = by_pod(out)
+    assert sorted(found) == receive_pods(lab)
+    assert all(len(lines) == 5 for lines in found.values()), found
+    # Each pod's own lines: the receiver's label names the pod it came from.
+    rc, out, err = logs(lab, "thanos-receive", "--cluster", "observability", "--pod",
+                        "thanos-receive-1", "--output", "json")
+    assert rc == 0, err
+    answer = json.loads(out)
+    assert [p["pod"] for p in answer["pods"]] == ["thanos-receive-1"]
+    assert any('receive_replica="thanos-receive-1"' in line or "198.18" in line
+               for line in answer["pods"][0]["lines"])
+
+
+def test_grep_and_since_narrow_the_lines(lab: Lab) -> None:
+    rc, out, err = logs(lab, "receive", "--cluster", "observability", "--pod", "thanos-receive-0")
+    assert rc == 0, err
+    everything = by_pod(out)["thanos-receive-0"]
+    stamped = [line for line in everything if TS.search(line)]
+    assert len(stamped) > 10, everything[-5:]
+
+    rc, out, err = logs(lab, "receive", "--cluster", "observability", "--pod",
+                        "thanos-receive-0", "--grep", "level=info")
+    grepped = by_pod(out)["thanos-receive-0"]
+    assert grepped and all("level=info" in line for line in grepped)
+    assert len(grepped) < len(everything)
+
+    # --since: a cut in the middle of what the receiver wrote keeps only the newer lines.
+    middle = when(stamped[len(stamped) // 2])
+    since = int(time.time() - middle) + 1
+    rc, out, err = logs(lab, "receive", "--cluster", "observability", "--pod",
+                        "thanos-receive-0", "--since", f"{since}s")
+    assert rc == 0, err
+    recent = by_pod(out).get("thanos-receive-0", [])
+    assert 0 < len(recent) < len(everything)
+    cutoff = time.time() - since - 60  # the call above ran a little earlier
+    assert all(when(line) >= cutoff for line in recent if TS.search(line))
+
+
+def test_an_unknown_component_names_what_exists(lab: Lab) -> None:
+    rc, _, err = logs(lab, "thanos-recieve", "--cluster", "observability")
+    assert rc == 2
+    assert "no pod of component 'thanos-recieve'" in err
+    assert "thanos-receive" in err and "alertmanager" in err
+
+
+def test_a_cluster_without_a_kube_context_is_refused_naming_the_field(
+        lab: Lab, tmp_path: Path) -> None:
+    inventory = inventory_with(lab, tmp_path, "observability", wk_kube_context="")
+    rc, out, err = logs(lab, "receive", "--cluster", "observability", inventory=inventory)
+    assert rc == 2 and not out
+    assert "observability declares no wk_kube_context" in err
+
+
+def test_a_bad_since_is_refused_naming_the_flag(lab: Lab) -> None:
+    rc, _, err = logs(lab, "receive", "--cluster", "observability", "--since", "ten minutes")
+    assert rc == 2 and "--since 'ten minutes'" in err
+
+
+def test_agent_health_reads_the_agent_log_through_pods_log(lab: Lab, tmp_path: Path) -> None:
+    inventory = inventory_with(lab, tmp_path, AGENT_NS, wk_agent_log_path="")
+    result, journal = run(lab, tmp_path, "agent-health", AGENT_NS, "-e", "log_window=600",
+                          inventory=inventory)
+    assert journal, result.stderr
+    log = checks(journal)["agent log"]
+    assert "Kubernetes API" in log["evidence"], log
+    assert "Exception" not in log["evidence"], log  # the read itself worked
+    # The agent's own lines arrived: counted when clean, quoted when an error is classified.
+    counted = re.search(r"\((\d+) lines\)", log["evidence"])
+    assert (counted and int(counted.group(1)) > 0) or "e.g." in log["evidence"], log
