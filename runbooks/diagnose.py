@@ -9,6 +9,9 @@ evidence, then the other findings as checks ordered by likelihood.
   gRPC ports from here, forward errors between receivers;
 - diagnose-missing-metrics (workload clusters): each expected job (wk_expected_jobs) in Thanos
   Query: which one is missing and since when;
+- diagnose-disk-space (all): each data volume's usage, growth and time to full, what fills
+  it (WAL, head chunks, blocks, blocks not uploaded, other files) and why (uploads failing,
+  foreign data, WAL, shared filesystem, retention); plugins/module_utils/diagnose_disk.py;
 - diagnose-network (all): a reachability matrix agent -> receiver remote write and query ->
   receiver gRPC (from here and in Query's own view).
 The ranking is plugins/module_utils/diagnose.py (pure, table-tested); the emergency runbooks
@@ -93,3 +96,21 @@ class DiagnoseNetwork(Runbook):
     summary = ("Reachability matrix: agent -> receiver remote write, query -> receiver gRPC"
                " (from here and in Query's view)")
     playbook = "diagnose-network.yml"
+
+
+class DiskSpaceParams(Params):
+    rate_window: float = Field(10.0, gt=0, le=600, description="seconds between the two"
+                               " measurements of each volume (growth, time to full)")
+    upload_grace: float = Field(1800.0, gt=0, description="seconds after a block's end by"
+                                " which the Thanos shipper must have uploaded it")
+
+
+class DiagnoseDiskSpace(Runbook):
+    name = "diagnose-disk-space"
+    summary = ("Why a data volume fills: usage, growth, time to full, what fills it (WAL,"
+               " blocks, blocks not uploaded, other files); most likely cause first")
+    playbook = "diagnose-disk-space.yml"
+    Params = DiskSpaceParams
+
+    def extravars(self, ctx: RunContext) -> dict[str, Any]:
+        return ctx.params.model_dump(mode="json")

@@ -259,7 +259,7 @@ def follow_logs(cluster: ClusterConfig, pods: list[str], since_seconds: int | No
         if since_seconds is not None:
             kwargs = {"follow": True, "_preload_content": False,
                       "since_seconds": since_seconds}
-        response = api.read_namespaced_pod_log(name, cluster.namespace, **kwargs)
+        response: Any = api.read_namespaced_pod_log(name, cluster.namespace, **kwargs)
         for raw in response.stream():
             for line in raw.decode("utf-8", "replace").splitlines():
                 if pattern is None or pattern.search(line):

@@ -80,7 +80,7 @@ GROWTH_BASELINE_SECONDS = 86400.0
 _HISTORY = 30
 
 
-class _Kube(object):
+class Kube(object):
     """One kubernetes client per checklist run, built on first use (most items need none)."""
 
     def __init__(self, params):
@@ -110,7 +110,7 @@ def verdict_over(params, checks):
 def run_items(params, now=None):
     """Every item named in params["items"], concurrently; checks in item order."""
     now = time.time() if now is None else now
-    kube = _Kube(params)
+    kube = Kube(params)
     items = list(params["items"])
     unknown = [i for i in items if i not in ITEMS]
     if unknown:
@@ -304,7 +304,9 @@ def discovered_volumes(p, kube):
     return found
 
 
-def _volumes(p, kube):
+def data_volumes(p, kube):
+    """The data volumes to measure: wk_data_volume_paths, then the discovered PersistentVolumes
+    (hostPath / local) of the namespace, as {path: where it came from}."""
     volumes = dict((path, "wk_data_volume_paths") for path in p.get("data_volume_paths") or [])
     for path, what in discovered_volumes(p, kube).items():
         volumes.setdefault(path, what)
@@ -354,7 +356,7 @@ def disk_usage(path):
 
 
 def item_disk(p, kube, now):
-    volumes = _volumes(p, kube)
+    volumes = data_volumes(p, kube)
     if not volumes:
         return [cl.skipped("disk", "no data volume known: set wk_data_volume_paths, or"
                            " wk_kube_context to discover hostPath/local PersistentVolumes")]
@@ -470,7 +472,7 @@ def _wal_dirs(root):
 
 
 def item_wal(p, kube, now):
-    volumes = _volumes(p, kube)
+    volumes = data_volumes(p, kube)
     if p.get("prometheus_tsdb_path"):
         volumes.setdefault(p["prometheus_tsdb_path"], "wk_prometheus_tsdb_path")
     if not volumes:

@@ -20,6 +20,10 @@ description:
     C(up) sample and the last time it was 1; which job is missing and since when.
   - I(topic=network) builds a reachability matrix, each remote-write URL (TCP then HTTP from
     here), each receiver gRPC endpoint (TCP from here, and in Thanos Query's C(/api/v1/stores)).
+  - I(topic=disk_space) measures each data volume (I(data_volume_paths), then the namespace's
+    hostPath / local PersistentVolumes) twice over I(rate_window); reports usage against the
+    checklist's thresholds, growth and time to full, what fills it (WAL, head chunks, blocks,
+    blocks the Thanos shipper has not uploaded, other files) and the cause (diagnose_disk).
   - Every finding is a check; they come ranked, most likely cause first; C(msg) starts with
     C(most likely). Read-only; runs the same in check mode. Fails when a finding fails, unless
     I(fail_on_problem=false).
@@ -28,7 +32,10 @@ options:
     description: Which diagnostic.
     type: str
     required: true
-    choices: [remote_write, receiver_connectivity, missing_metrics, network]
+    choices: [remote_write, receiver_connectivity, missing_metrics, network, disk_space]
+  data_volume_paths: {description: Data volume directories measured before the discovered ones., type: list, elements: str, default: []}
+  thresholds: {description: "Checklist thresholds (disk_warn_percent, disk_fail_percent).", type: dict, default: {}}
+  upload_grace: {description: Seconds after a block's end within which the shipper must have uploaded it., type: float, default: 1800}
   fail_on_problem: {description: Fail the task when a finding fails., type: bool, default: true}
   wait:
     description: Seconds to repeat the diagnostic until no finding fails (a recovery's
@@ -84,7 +91,9 @@ facts: {description: What remote_write read (pod, ConfigMap, URLs, probes)., typ
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.watchkeeper.platform.plugins.module_utils import (
     agent_read,
+    checklist_probe,
     diagnose,
+    diagnose_disk,
     diagnose_probe,
     kube,
 )
@@ -92,7 +101,11 @@ from ansible_collections.watchkeeper.platform.plugins.module_utils import (
 ARGUMENT_SPEC = dict(
     kube.CONNECTION_SPEC,
     topic=dict(type="str", required=True,
-               choices=["remote_write", "receiver_connectivity", "missing_metrics", "network"]),
+               choices=["remote_write", "receiver_connectivity", "missing_metrics", "network",
+                        "disk_space"]),
+    data_volume_paths=dict(type="list", elements="str", default=[]),
+    thresholds=dict(type="dict", default={}),
+    upload_grace=dict(type="float", default=1800.0),
     fail_on_problem=dict(type="bool", default=True),
     wait=dict(type="float", default=0.0),
     **dict(diagnose_probe.DIAGNOSE_SPEC, **agent_read.AGENT_SPEC)
@@ -124,6 +137,9 @@ def run(params):
     elif topic == "receiver_connectivity":
         findings = diagnose_probe.receiver_connectivity(params)
         message = diagnose.summary(findings, "every receiver Ready and reachable")
+    elif topic == "disk_space":
+        findings = diagnose.rank(diagnose_disk.disk_space(params, checklist_probe.Kube(params)))
+        message = diagnose.summary(findings, "every data volume has room")
     elif topic == "missing_metrics":
         findings = diagnose_probe.missing_metrics(params)
         message = diagnose.summary(findings, "every expected job is fresh in Query")

@@ -644,7 +644,7 @@ def _serve_container_logs(agent: NodeAgent, address: str, cert: Path, key: Path)
                 self._chunk(body)
                 if query.get("follow", [""])[0] in ("true", "1"):
                     self._follow(path, offset, ns, name)
-                self._chunk(b"")
+                self.wfile.write(b"0\r\n\r\n")  # the end of the chunked body
             except (BrokenPipeError, ConnectionResetError):
                 pass
 
@@ -661,6 +661,8 @@ def _serve_container_logs(agent: NodeAgent, address: str, cert: Path, key: Path)
                 time.sleep(0.5)
 
         def _chunk(self, data: bytes) -> None:
+            if not data:  # an empty chunk would end the body
+                return
             self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
             self.wfile.flush()
 

@@ -153,20 +153,6 @@ def canary_health(lab: Lab) -> str:
     return str(next(t["health"] for t in targets if t["labels"]["job"] == "canary"))
 
 
-@pytest.fixture
-def small_volume(tmp_path: Path) -> Iterator[Path]:
-    """A 4 MiB tmpfs, unmounted after the test."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mount = tmp_path / "volume"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], check=True)
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", str(mount)], check=True)
-
-
 def test_a_filled_data_volume_fails_naming_the_path(
     lab: Lab, tmp_path: Path, small_volume: Path
 ) -> None:

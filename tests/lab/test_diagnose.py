@@ -1,8 +1,9 @@
 """Diagnostics and the emergency runbooks remote-write-failing and metrics-missing against the
 real lab. Faults injected into the real programs: an agent restarted onto a closed remote-write
-port (its ConfigMap patched), a stopped canary scrape target, and blocked ports (a listening
-socket that never answers, a closed port). Each diagnostic must name the right cause first;
-the emergency runbooks must restore delivery (without --yes, change nothing)."""
+port (its ConfigMap patched), a stopped canary scrape target, blocked ports (a listening
+socket that never answers, a closed port) and data volumes on a small tmpfs the test mounts
+(filled by a dump; holding blocks the shipper did not upload). Each diagnostic must name the
+right cause first; the emergency runbooks must restore delivery (without --yes, change nothing)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import pytest
 import yaml
 
 from runbooks.lab import Lab, process, topology
-from tests.lab.test_checklists import canary_health
+from tests.lab.test_checklists import canary_health, inventory_with
 from tests.lab.test_kubernetes import is_ready
 from tests.lab.test_lab import poll
 from tests.lab.test_receiver_agent_health import (
@@ -241,3 +242,82 @@ def test_blocked_ports_are_named_in_the_network_matrix(lab: Lab, tmp_path: Path)
             assert found[f"here -> gRPC {endpoint}"]["status"] == "ok"
         assert f"query -> gRPC {closed}" in diag["message"].replace("  ", " ") or \
             closed in diag["message"]
+
+
+# ----------------------------------------------------------------------------- disk space
+
+
+def disk_findings(lab: Lab, tmp_path: Path, volume: Path, *args: str) -> tuple[Any, dict]:
+    inventory = inventory_with(lab, tmp_path, AGENT_NS, wk_data_volume_paths=[str(volume)])
+    result, journal = run(lab, tmp_path, "diagnose-disk-space", AGENT_NS, "-e", "rate_window=2",
+                          *args, inventory=inventory)
+    assert journal, result.stderr
+    return result, first_step(journal)
+
+
+def test_a_volume_filled_by_foreign_data_is_named_with_what_fills_it(
+        lab: Lab, tmp_path: Path, small_volume: Path) -> None:
+    # The small filesystem holds a copy of the agent's real WAL: a healthy agent volume.
+    shutil.copytree(lab.dir / "data" / "pv" / AGENT_NS / "data-prometheus-agent-0" / "wal",
+                    small_volume / "wal")
+    result, diag = disk_findings(lab, tmp_path, small_volume)
+    assert result.returncode == 0, diag
+    volume = next(c for c in diag["checks"] if c["name"] == f"disk {small_volume}")
+    assert volume["status"] == "ok" and "holds: wal" in volume["evidence"], volume
+    assert diag["message"].startswith("most likely: nothing wrong"), diag["message"]
+
+    # The fault: a dump written into the volume until it is >= 90 % full.
+    free = shutil.disk_usage(small_volume).free
+    (small_volume / "core.4242").write_bytes(b"\0" * int(free - 150 * 1024))
+    result, diag = disk_findings(lab, tmp_path, small_volume)
+    assert result.returncode == 1, diag
+    top = diag["checks"][0]
+    assert top["name"] == f"not TSDB data {small_volume}" and top["status"] == "fail", top
+    assert "core.4242" in top["evidence"] and "remove it" in top["hint"]
+    assert f"most likely: not TSDB data {small_volume}" in diag["message"]
+    volume = next(c for c in diag["checks"] if c["name"] == f"disk {small_volume}")
+    assert volume["status"] == "fail" and ">= 90%" in volume["evidence"]
+
+
+def test_blocks_the_shipper_did_not_upload_are_named_first(
+        lab: Lab, tmp_path: Path, small_volume: Path) -> None:
+    """A receiver's real TSDB (blocks, WAL, thanos.shipper.json) copied onto the small
+    filesystem; the fault is the shipper's record missing the oldest blocks, which is what a
+    receiver whose uploads fail looks like on disk."""
+    tenant = lab.dir / "data" / "pv" / "monitoring" / "data-thanos-receive-0" / "default-tenant"
+    copy = small_volume / "default-tenant"
+    blocks = sorted(p.name for p in tenant.iterdir() if len(p.name) == 26)[-8:]
+    copy.mkdir()
+    for name in blocks:
+        shutil.copytree(tenant / name, copy / name)
+    shutil.copytree(tenant / "wal", copy / "wal")
+    shipper = json.loads((tenant / "thanos.shipper.json").read_text())
+    assert set(blocks) <= set(shipper["uploaded"])  # the real receiver uploads its blocks
+    (copy / "thanos.shipper.json").write_text(json.dumps(shipper))
+
+    _, diag = disk_findings(lab, tmp_path, small_volume, "-e", "upload_grace=60")
+    assert not any(c["name"].startswith("uploads ") for c in diag["checks"]), diag
+    volume = next(c for c in diag["checks"] if c["name"] == f"disk {small_volume}")
+    assert "blocks (8)" in volume["evidence"], volume
+
+    shipper["uploaded"] = [u for u in shipper["uploaded"] if u not in blocks[:5]]
+    (copy / "thanos.shipper.json").write_text(json.dumps(shipper))
+    _, diag = disk_findings(lab, tmp_path, small_volume, "-e", "upload_grace=60")
+    top = diag["checks"][0]
+    assert top["name"] == f"uploads {small_volume}" and top["status"] == "warn", diag["checks"]
+    assert top["evidence"].startswith("5 block(s) not uploaded"), top
+    assert "objstore" in top["hint"]
+    assert diag["message"].startswith(f"most likely: uploads {small_volume}")
+
+
+def test_disk_space_reads_every_discovered_volume_of_the_cluster(
+        lab: Lab, tmp_path: Path) -> None:
+    result, journal = run(lab, tmp_path, "diagnose-disk-space", "observability",
+                          "-e", "rate_window=2")
+    assert result.returncode == 0, result.stdout
+    found = {c["name"]: c for c in first_step(journal)["checks"]}
+    for i in range(topology.RECEIVERS):
+        path = lab.dir / "data" / "pv" / "monitoring" / f"data-thanos-receive-{i}"
+        check = found[f"disk {path}"]
+        assert check["status"] == "ok" and "blocks (" in check["evidence"], check
+        assert f"claim data-thanos-receive-{i}" in check["evidence"]
