@@ -13,6 +13,8 @@ command -v unzip >/dev/null || need_apt+=(unzip)
 command -v git >/dev/null || need_apt+=(git)
 command -v openssl >/dev/null || need_apt+=(openssl)
 command -v mvn >/dev/null || need_apt+=(maven)
+# Lab fault tests: a blocked port is an nftables drop rule scoped to one lab address and port.
+command -v nft >/dev/null || need_apt+=(nftables)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]} from Debian"
   export DEBIAN_FRONTEND=noninteractive

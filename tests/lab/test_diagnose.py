@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import socket
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -242,6 +244,60 @@ def test_blocked_ports_are_named_in_the_network_matrix(lab: Lab, tmp_path: Path)
             assert found[f"here -> gRPC {endpoint}"]["status"] == "ok"
         assert f"query -> gRPC {closed}" in diag["message"].replace("  ", " ") or \
             closed in diag["message"]
+
+
+
+@contextlib.contextmanager
+def firewalled(ip: str, port: int) -> Iterator[None]:
+    """A blocked port, as a firewall or a network policy makes it: an nftables table of its own
+    whose one rule drops TCP to exactly this lab address and port (nothing else on the
+    machine); the table is deleted afterwards."""
+    nft = shutil.which("nft")
+    if nft is None or os.geteuid() != 0:
+        pytest.skip("blocking a port needs root and nft (scripts/setup.sh installs nftables)")
+    table = f"wk_test_{os.getpid()}"
+    subprocess.run([nft, "add", "table", "inet", table], check=True)
+    try:
+        subprocess.run([nft, "add", "chain", "inet", table, "out",
+                        "{ type filter hook output priority 0 ; }"], check=True)
+        subprocess.run([nft, "add", "rule", "inet", table, "out", "ip", "daddr", ip, "tcp",
+                        "dport", str(port), "drop"], check=True)
+        yield
+    finally:
+        subprocess.run([nft, "delete", "table", "inet", table], check=True)
+
+
+def test_a_firewalled_receiver_port_is_named_first(lab: Lab, tmp_path: Path) -> None:
+    """A receiver whose gRPC port is blocked (packets dropped): it stays Ready on HTTP, so only
+    the port probes and its peers' failing forwards show it."""
+    ip = lab.addresses.receiver(1)
+    with firewalled(ip, 10901):
+        result, journal = run(lab, tmp_path, "diagnose-receiver-connectivity", "observability",
+                              "-e", "rate_window=8")
+        net, net_journal = run(lab, tmp_path, "diagnose-network", "observability")
+    assert result.returncode == 1, result.stdout
+    diag = first_step(journal)
+    top = diag["checks"][0]
+    assert top["name"] == f"receiver {ip} gRPC" and top["status"] == "fail", diag["checks"]
+    assert f"{ip}:10901" in top["evidence"] and "timed out" in top["evidence"], top
+    found = {c["name"]: c for c in diag["checks"]}
+    assert found[f"receiver {ip} ready"]["status"] == "ok"  # HTTP still answers
+    assert found[f"receiver {ip} remote-write"]["status"] == "ok"
+    for other in (0, 2):
+        peer = lab.addresses.receiver(other)
+        assert found[f"receiver {peer} gRPC"]["status"] == "ok"
+    assert diag["message"].startswith(f"most likely: receiver {ip} gRPC")
+
+    assert net.returncode == 1, net.stdout
+    cells = {c["name"]: c for c in first_step(net_journal)["checks"]}
+    assert cells[f"here -> gRPC {ip}:10901"]["status"] == "fail"
+    assert cells[f"here -> gRPC {lab.addresses.receiver(0)}:10901"]["status"] == "ok"
+
+    # Unblocked, the same diagnostic is clean again: the rule was the whole fault.
+    result, journal = run(lab, tmp_path, "diagnose-receiver-connectivity", "observability",
+                          "-e", "rate_window=2")
+    found = {c["name"]: c for c in first_step(journal)["checks"]}
+    assert found[f"receiver {ip} gRPC"]["status"] == "ok", found
 
 
 # ----------------------------------------------------------------------------- disk space
