@@ -2,7 +2,11 @@
 
 1. diagnose: the diagnostics' own module (diagnose-remote-write's ranking; for metrics-missing
    first diagnose-missing-metrics: which expected job of which cluster is missing, since when);
-2. remediate the known causes, each only when the diagnosis names it: an agent writing to a
+2. remediate the known causes, each only when the diagnosis names it: the agent's objects
+   drifted from git (a ConfigMap edited or a StatefulSet scaled by hand: what ArgoCD shows as
+   OutOfSync) are re-synced from git when the inventory names the agent's ArgoCD Application
+   (wk_agent_application; wk_resync_mode argocd asks ArgoCD, apply server-side applies the
+   Application's path), proven by an empty diff afterwards; an agent writing to a
    failing URL other than the inventory's wk_receive_remote_write_url is re-pointed (the URL in
    its ConfigMap, nothing else) and restarted (restart-agent's module: WAL replay proven,
    catch-up awaited); a configuration change not loaded or a stuck queue is restarted. A scrape
@@ -12,7 +16,8 @@
    in Query (the playbook's last task, then a post-gate read independently);
 4. report what changed (the journal: the ConfigMap diff, the restart).
 Without --yes they run in check mode: the diagnosis and what would be done (server-side dry
-runs). ArgoCD self-heal reverts an imperative ConfigMap patch: fix the URL in Git as well.
+runs, the drift as a diff). ArgoCD self-heal reverts an imperative ConfigMap patch: fix the URL
+in Git as well.
 """
 
 from __future__ import annotations
@@ -37,6 +42,9 @@ class RemoteWriteFailingParams(Params):
                                    description="seconds for remote write to catch up")
     verify_timeout: float = Field(120.0, ge=0, le=3600,
                                   description="seconds the verification may wait for recovery")
+    resync_timeout: float = Field(120.0, gt=0, le=3600,
+                                  description="seconds ArgoCD may take to complete a requested"
+                                  " re-sync (wk_resync_mode: argocd)")
 
 
 class RemoteWriteFailing(Runbook):
@@ -47,7 +55,8 @@ class RemoteWriteFailing(Runbook):
     requires_confirmation = True
     playbook = "remote-write-failing.yml"
     Params = RemoteWriteFailingParams
-    changes = ("the agent's ConfigMap remote_write url, when it is a failing URL other than"
+    changes = ("the agent's objects drifted from git, re-synced (wk_agent_application); the"
+               " agent's ConfigMap remote_write url, when it is a failing URL other than"
                " wk_receive_remote_write_url; deletes the agent pod (restart) when re-pointed,"
                " or when its configuration is not loaded or its queue is stuck")
     rollback = ("none: the ConfigMap diff is in the journal; a restart cannot be undone")

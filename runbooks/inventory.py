@@ -183,6 +183,12 @@ class ClusterConfig(BaseModel):
     # Operations checklists (runbooks/checklists.py; docs/inventory.md has each default's why).
     grafana_auth: BasicAuth | None = None
     argocd_namespace: str = "argocd"
+    # Re-sync from git (the emergency runbooks' remedy for drift): the agent's ArgoCD
+    # Application; how to re-sync (argocd: ask ArgoCD to sync; apply: render the Application's
+    # path from wk_git_url and server-side apply it); the kubectl that renders and diffs.
+    agent_application: str = ""
+    resync_mode: Literal["argocd", "apply"] = "argocd"
+    kubectl: str = "kubectl"
     data_volume_paths: tuple[str, ...] = ()
     log_index_pattern: str = "logs-*"
     log_retention_days: int = Field(30, ge=1)

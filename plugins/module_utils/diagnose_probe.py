@@ -111,6 +111,17 @@ def probe(url, timeout):
 
 def remote_write(client, params):
     """(findings, facts) of one agent's remote write."""
+    sts, pods = kube.statefulset_pods(client, params["namespace"], params["statefulset"])
+    if not pods and not params.get("pod") and not (sts.spec.replicas or 0):
+        # Scaled to zero (by hand, or a bad sync): no agent runs, nothing is scraped or sent.
+        where = "%s/%s" % (params["namespace"], params["statefulset"])
+        return [diagnose.finding(
+            "agent_down", "agent", "fail",
+            "StatefulSet %s is scaled to 0 replicas: no agent runs, nothing is scraped or"
+            " sent" % where,
+            hint="scale it back (kubectl scale statefulset %s --replicas=1), or re-sync it from"
+                 " git: the emergency runbooks do when wk_agent_application is set"
+                 % params["statefulset"])], {"pod": None, "replicas": 0}
     _, pod = agent_read.agent_pod(client, params)
     name = pod.metadata.name
     first = agent_read.sample(client, params, name, agent_health.METRICS)

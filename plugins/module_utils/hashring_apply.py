@@ -60,7 +60,7 @@ def receiver_metrics(client, params, pod_name):
     return {n: total(samples, n) for n in names if n in samples}
 
 
-def _git(args, cwd):
+def run_git(args, cwd):
     proc = subprocess.run(["git"] + args, cwd=cwd, capture_output=True, text=True,
                           env=dict(os.environ, GIT_TERMINAL_PROMPT="0"))
     if proc.returncode != 0:
@@ -91,7 +91,7 @@ def commit_yaml(params, git_path, edit, message, check_mode, hint):
 
     work = tempfile.mkdtemp(prefix="wk-gitops-")
     try:
-        _git(["clone", "-q", "--depth", "1", "--branch", params["git_branch"],
+        run_git(["clone", "-q", "--depth", "1", "--branch", params["git_branch"],
               params["git_url"], work], "/")
         path = os.path.join(work, git_path)
         if not os.path.exists(path):
@@ -103,13 +103,13 @@ def commit_yaml(params, git_path, edit, message, check_mode, hint):
             yaml.safe_dump(document, handle, sort_keys=False, default_style=None, width=1000)
         if check_mode:
             return None
-        _git(["add", git_path], work)
-        if not _git(["status", "--porcelain"], work).strip():
-            return _git(["rev-parse", "HEAD"], work).strip()
-        _git(["-c", "user.name=watchkeeper", "-c", "user.email=watchkeeper@localhost",
+        run_git(["add", git_path], work)
+        if not run_git(["status", "--porcelain"], work).strip():
+            return run_git(["rev-parse", "HEAD"], work).strip()
+        run_git(["-c", "user.name=watchkeeper", "-c", "user.email=watchkeeper@localhost",
               "commit", "-q", "-m", message], work)
-        _git(["push", "-q", "origin", "HEAD:" + params["git_branch"]], work)
-        return _git(["rev-parse", "HEAD"], work).strip()
+        run_git(["push", "-q", "origin", "HEAD:" + params["git_branch"]], work)
+        return run_git(["rev-parse", "HEAD"], work).strip()
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -321,7 +321,7 @@ class Lab:
         self._wait_healthy(components, progress)
         self._wait_pods(progress)
         self._wait_remote_write(progress)
-        self._write_inventory(versions)
+        self._write_inventory(versions, binaries["kubectl"])
         self._seed_opensearch(env)
         progress(f"lab up in {time.monotonic() - started:.1f} s; inventory {self.inventory_dir}")
         return self.status()
@@ -631,12 +631,12 @@ class Lab:
             shutil.rmtree(self.dir)
 
     # ------------------------------------------------------------------ inventory
-    def _write_inventory(self, versions: dict[str, str]) -> None:
+    def _write_inventory(self, versions: dict[str, str], kubectl: Path | None = None) -> None:
         from runbooks.lab.inventory import write_lab_inventory
 
         write_lab_inventory(self.inventory_dir, self.addresses, versions,
                             git_url=f"file://{self.dir / 'git' / 'platform.git'}",
-                            kubeconfig=self.kubeconfig, lab_dir=self.dir)
+                            kubeconfig=self.kubeconfig, lab_dir=self.dir, kubectl=kubectl)
 
 
 def _fingerprint(component: Component) -> str:

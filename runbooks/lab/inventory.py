@@ -18,7 +18,7 @@ from runbooks.lab.topology import Addresses
 
 def write_lab_inventory(directory: Path, a: Addresses, versions: dict[str, str],
                         git_url: str, kubeconfig: Path | None = None,
-                        lab_dir: Path | None = None) -> Path:
+                        lab_dir: Path | None = None, kubectl: Path | None = None) -> Path:
     receivers_http = [f"http://{a.receiver(i)}:10902" for i in range(topology.RECEIVERS)]
     receivers_grpc = [f"{a.receiver(i)}:10901" for i in range(topology.RECEIVERS)]
     common = {
@@ -58,6 +58,12 @@ def write_lab_inventory(directory: Path, a: Addresses, versions: dict[str, str],
             "wk_receive_remote_write_url": f"http://{receiver}:19291/api/v1/receive",
             # No wk_agent_log_path: agent-health reads the agent's log through pods/log, as in
             # production (the node agent serves the kubelet's /containerLogs).
+            # Drift from git is re-synced by server-side apply of the Application's path: the
+            # lab runs no ArgoCD controller to ask (runbooks/lab/platform.py).
+            "wk_agent_application": f"{cluster}-prometheus-agent",
+            "wk_resync_mode": "apply",
+            "wk_git_url": git_url,
+            **({"wk_kubectl": str(kubectl)} if kubectl else {}),
             # The agents scrape themselves and their canary (diagnose-missing-metrics).
             "wk_expected_jobs": ["prometheus-agent", "canary"],
         }

@@ -454,6 +454,10 @@ APPLICATION_CRD: dict[str, Any] = {
                                                      "server": {"type": "string"},
                                                      "name": {"type": "string"},
                                                      "namespace": {"type": "string"}}}}},
+                    # A requested sync (`argocd app sync`, watchkeeper's re-sync in argocd
+                    # mode) is written here; ArgoCD's controller runs it.
+                    "operation": {"type": "object",
+                                  "x-kubernetes-preserve-unknown-fields": True},
                     "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
                 },
             }},

@@ -23,7 +23,7 @@ import yaml
 
 from runbooks.lab import Lab, process, topology
 from tests.lab.test_checklists import canary_health, inventory_with
-from tests.lab.test_kubernetes import is_ready
+from tests.lab.test_kubernetes import is_ready, kubectl
 from tests.lab.test_lab import poll
 from tests.lab.test_receiver_agent_health import (
     AGENT_CM,
@@ -93,6 +93,9 @@ def test_a_wrong_remote_write_url_is_named_first_and_remote_write_failing_repoin
 ) -> None:
     original = agent_restored
     wrong = point_agent_at_closed_port(lab, original)
+    # A cluster whose agent is not an ArgoCD Application the runbook may re-sync: the URL is
+    # re-pointed imperatively (the GitOps case is the re-sync tests below).
+    imperative = inventory_with(lab, tmp_path, AGENT_NS, wk_agent_application="")
 
     result, journal = run(lab, tmp_path, "diagnose-remote-write", AGENT_NS)
     assert result.returncode == 1, result.stdout
@@ -111,7 +114,7 @@ def test_a_wrong_remote_write_url_is_named_first_and_remote_write_failing_repoin
 
     # Without --yes: check mode, the diagnosis and what would be done; nothing changes.
     uid = agent_uid(lab)
-    result, journal = run(lab, tmp_path, "remote-write-failing", AGENT_NS)
+    result, journal = run(lab, tmp_path, "remote-write-failing", AGENT_NS, inventory=imperative)
     assert result.returncode == 0, result.stdout
     assert journal["check_mode"] is True
     messages = " | ".join(s["message"] for s in playbook_steps(journal))
@@ -120,7 +123,8 @@ def test_a_wrong_remote_write_url_is_named_first_and_remote_write_failing_repoin
     assert "would delete pod" in messages
     assert wrong in agent_config(lab) and agent_uid(lab) == uid
 
-    result, journal = run(lab, tmp_path, "remote-write-failing", AGENT_NS, "--yes")
+    result, journal = run(lab, tmp_path, "remote-write-failing", AGENT_NS, "--yes",
+                          inventory=imperative)
     assert result.returncode == 0, (result.stdout, journal.get("message"))
     assert agent_config(lab) == original  # only the URL changed, back to the inventory's
     assert agent_uid(lab) != uid
@@ -154,6 +158,88 @@ def test_metrics_missing_names_the_undelivering_agent_and_restores_delivery(
     assert agent_config(lab) == original
     assert step(journal, "post-gate")["status"] == "ok"
     assert "up = 1" in step(journal, "post-gate")["message"]
+    # The ConfigMap had drifted from git (edited by hand): re-synced from git, then restarted
+    # because the agent still ran the edited file.
+    changed = {s["name"]: s["message"] for s in playbook_steps(journal)
+               if s["status"] == "changed"}
+    resync = next(m for n, m in changed.items() if n.startswith("Re-sync"))
+    assert resync.startswith(f"re-synced ConfigMap/{AGENT_CM} from file://"), resync
+    assert "19299" in resync and "no drift left" in resync
+    assert any(m.startswith("restarted") for m in changed.values()), changed
+
+
+def replicas(lab: Lab) -> int:
+    from kubernetes import client
+
+    from tests.lab.test_kubernetes import api
+
+    sts = client.AppsV1Api(api(lab)).read_namespaced_stateful_set("prometheus-agent", AGENT_NS)
+    return int(sts.spec.replicas or 0)
+
+
+@pytest.fixture
+def scaled_back(lab: Lab) -> Iterator[None]:
+    """The agent at one replica and Ready again, whatever the test did."""
+    yield
+    if replicas(lab) != 1:
+        kubectl(lab, "-n", AGENT_NS, "scale", "statefulset/prometheus-agent", "--replicas=1")
+    poll("the agent Ready", lambda: any(is_ready(p) for p in core(lab).list_namespaced_pod(
+        AGENT_NS).items), 180, 1)
+
+
+def test_an_agent_scaled_to_zero_by_hand_is_re_synced_from_git(
+    lab: Lab, tmp_path: Path, scaled_back: None
+) -> None:
+    kubectl(lab, "-n", AGENT_NS, "scale", "statefulset/prometheus-agent", "--replicas=0")
+    poll("the agent gone", lambda: not core(lab).list_namespaced_pod(AGENT_NS).items, 120, 1)
+    time.sleep(20)  # longer than stale_seconds below: the jobs' newest samples age in Query
+
+    result, journal = run(lab, tmp_path, "diagnose-remote-write", AGENT_NS)
+    assert result.returncode == 1
+    assert first_step(journal)["message"].startswith(
+        "most likely: agent: StatefulSet k8s-cluster-01/prometheus-agent is scaled to 0")
+
+    # Without --yes: the drift and the re-sync it would do; nothing changes.
+    result, journal = run(lab, tmp_path, "metrics-missing", AGENT_NS, "-e", "stale_seconds=15")
+    assert result.returncode == 0, result.stdout
+    resync = next(s for s in playbook_steps(journal) if s["name"].startswith("Re-sync"))
+    assert resync["status"] == "changed", resync
+    assert resync["message"].startswith("would re-sync StatefulSet/prometheus-agent from")
+    assert "- replicas: 0 | + replicas: 1" in resync["message"]
+    assert replicas(lab) == 0
+
+    result, journal = run(lab, tmp_path, "metrics-missing", AGENT_NS, "--yes",
+                          "-e", "stale_seconds=15")
+    assert result.returncode == 0, (result.stdout, journal.get("message"))
+    assert replicas(lab) == 1
+    resync = next(s for s in playbook_steps(journal) if s["name"].startswith("Re-sync"))
+    assert resync["message"].startswith("re-synced StatefulSet/prometheus-agent"), resync
+    assert step(journal, "post-gate")["status"] == "ok"
+    assert "up = 1" in step(journal, "post-gate")["message"]
+
+
+def test_argocd_mode_without_an_argocd_controller_fails_naming_it(
+    lab: Lab, tmp_path: Path, scaled_back: None
+) -> None:
+    """The lab runs no ArgoCD controller: asking it for a sync must fail clearly (and say how
+    to re-sync without one), never report a re-sync that did not happen."""
+    inventory = inventory_with(lab, tmp_path, AGENT_NS, wk_resync_mode="argocd")
+    kubectl(lab, "-n", AGENT_NS, "scale", "statefulset/prometheus-agent", "--replicas=0")
+    poll("the agent gone", lambda: not core(lab).list_namespaced_pod(AGENT_NS).items, 120, 1)
+    time.sleep(10)
+    app = f"{AGENT_NS}-prometheus-agent"
+    try:
+        result, journal = run(lab, tmp_path, "metrics-missing", AGENT_NS, "--yes",
+                              "-e", "stale_seconds=5", "-e", "resync_timeout=10",
+                              inventory=inventory)
+        assert result.returncode != 0
+        failed = next(s for s in playbook_steps(journal) if s["status"] == "failed")
+        assert failed["name"].startswith("Re-sync"), failed
+        assert f"ArgoCD did not complete the sync of {app}" in failed["message"]
+        assert replicas(lab) == 0  # nothing pretended
+    finally:  # withdraw the sync request no controller will run
+        kubectl(lab, "-n", "argocd", "patch", "application", app, "--type=json",
+                "-p", '[{"op": "remove", "path": "/operation"}]')
 
 
 def stop_canary(lab: Lab) -> None:
