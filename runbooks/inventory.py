@@ -187,6 +187,8 @@ class ClusterConfig(BaseModel):
     # Application; how to re-sync (argocd: ask ArgoCD to sync; apply: render the Application's
     # path from wk_git_url and server-side apply it); the kubectl that renders and diffs.
     agent_application: str = ""
+    # scale-agents: pod annotations per shard number (e.g. an address plan: the lab's IPs).
+    agent_shard_pod_annotations: dict[str, dict[str, str]] = Field(default_factory=dict)
     resync_mode: Literal["argocd", "apply"] = "argocd"
     kubectl: str = "kubectl"
     data_volume_paths: tuple[str, ...] = ()

@@ -26,6 +26,7 @@ BUILTIN = (
     "runbooks.receiver_health",
     "runbooks.agent_health",
     "runbooks.restart_agent",
+    "runbooks.scale_agents",  # scale-agents (issue 6)
     "runbooks.backup_bucket",
     "runbooks.restore_bucket",
     "runbooks.checklists",  # checklist-daily, checklist-weekly, checklist-monthly (issue 7)

@@ -108,7 +108,10 @@ def statefulset_pods(client, namespace, statefulset):
         raise api_error(exc, "read StatefulSet %s/%s" % (namespace, statefulset)) from exc
     except OSError as exc:
         raise api_error(exc, "read StatefulSet %s/%s" % (namespace, statefulset)) from exc
-    pods = [p for p in pods if p.metadata.name.startswith(statefulset + "-")]
+    # Its own pods only: another StatefulSet's selector may be a superset (agent shards).
+    pods = [p for p in pods if p.metadata.name.startswith(statefulset + "-") and all(
+        o.name == statefulset for o in p.metadata.owner_references or []
+        if o.kind == "StatefulSet")]
     return sts, sorted(pods, key=lambda p: ordinal(p.metadata.name))
 
 

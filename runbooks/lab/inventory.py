@@ -61,6 +61,10 @@ def write_lab_inventory(directory: Path, a: Addresses, versions: dict[str, str],
             # Drift from git is re-synced by server-side apply of the Application's path: the
             # lab runs no ArgoCD controller to ask (runbooks/lab/platform.py).
             "wk_agent_application": f"{cluster}-prometheus-agent",
+            # scale-agents: each shard's pod address (the node agent binds pods to them).
+            "wk_agent_shard_pod_annotations": {
+                str(s): {"lab.watchkeeper.io/ip": a.agent_shard(i, s)}
+                for s in range(1, topology.AGENT_SHARDS)},
             "wk_resync_mode": "apply",
             "wk_git_url": git_url,
             **({"wk_kubectl": str(kubectl)} if kubectl else {}),

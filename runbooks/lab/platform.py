@@ -472,6 +472,9 @@ def persistent_volumes(root: str) -> list[dict[str, Any]]:
     claims = [("monitoring", f"data-thanos-receive-{i}") for i in range(MAX_RECEIVERS)]
     claims += [("monitoring", "data-thanos-store-0"), ("monitoring", "data-alertmanager-0")]
     claims += [(c, "data-prometheus-agent-0") for c in topology.CLUSTERS]
+    # scale-agents' shards 1..AGENT_SHARDS-1 (StatefulSets prometheus-agent-shard-N).
+    claims += [(c, f"data-prometheus-agent-shard-{s}-0") for c in topology.CLUSTERS
+               for s in range(1, topology.AGENT_SHARDS)]
     return [{
         "apiVersion": "v1", "kind": "PersistentVolume",
         "metadata": {"name": f"lab-{ns}-{claim}", "labels": {"lab.watchkeeper.io/pv": "true"}},

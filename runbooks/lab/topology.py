@@ -14,6 +14,8 @@ from pathlib import Path
 
 CLUSTERS = ("k8s-cluster-01", "k8s-cluster-02")
 RECEIVERS = 3
+#: Agents per workload cluster scale-agents may make in the lab (addresses .33-.38).
+AGENT_SHARDS = 4
 REPLICATION_FACTOR = 2
 TENANT = "default-tenant"
 BLOCKS_BUCKET = "thanos-blocks"
@@ -66,6 +68,10 @@ class Addresses:
 
     def agent(self, index: int) -> str:
         return self.ip(31 + index)
+
+    def agent_shard(self, index: int, shard: int) -> str:
+        """Shard `shard` (>= 1) of workload cluster `index`'s agent (scale-agents)."""
+        return self.ip(33 + index * (AGENT_SHARDS - 1) + shard - 1)
 
     def canary(self, index: int) -> str:
         return self.ip(41 + index)

@@ -1,0 +1,373 @@
+#!/usr/bin/python
+# Copyright: watchkeeper maintainers; Apache-2.0
+"""Shard a cluster's Prometheus Agent over N StatefulSets (hashmod), safely, with rollback."""
+
+from __future__ import absolute_import, annotations, division, print_function
+
+DOCUMENTATION = r"""
+module: prometheus_agent_scale
+short_description: Shard a Prometheus Agent's scrape targets over N agents (hashmod)
+description:
+  - Shard 0 is the agent as deployed (I(statefulset), its ConfigMap); shard i is StatefulSet
+    C(<statefulset>-shard-i) with ConfigMap C(<statefulset>-shard-i-config), made from shard
+    0's (agent_shards). Every scrape job of shard i of N keeps the targets whose
+    C(__address__) hashes to i (hashmod N).
+  - Up; the new shards are created with the new modulus and must be Ready and scraping, then
+    each existing shard gets the new modulus (ConfigMap, then a restart; proven by the
+    configuration the agent reports). Down; the remaining shards get the new modulus first (so
+    every target is scraped again), then each surplus shard is removed only after its
+    remote-write queue drained (nothing pending, sent up to what it ingested); its claim stays.
+  - Any failure restores the ConfigMaps, restarts what had been reconfigured and removes the
+    shards it created, then fails naming the step.
+  - Check mode returns the plan (objects, the predicted target assignment) and changes nothing.
+options:
+  kubeconfig: {description: Path of the kubeconfig., type: str}
+  context: {description: Kubeconfig context of the cluster., type: str}
+  namespace: {description: Namespace of the agent., type: str, default: monitoring}
+  statefulset: {description: The agent's StatefulSet (shard 0)., type: str, default: prometheus-agent}
+  configmap: {description: Shard 0's ConfigMap (default the pod template's configMap volume)., type: str}
+  configmap_key: {description: The key holding prometheus.yml., type: str, default: prometheus.yml}
+  shards: {description: The number of shards wanted., type: int, required: true}
+  shard_pod_annotations: {description: "Pod annotations per shard number (a string key), e.g. an address plan.", type: dict, default: {}}
+  http_port: {description: The agents' HTTP port., type: int, default: 9090}
+  ready_timeout: {description: Seconds for a shard to be Ready and scraping., type: float, default: 300}
+  drain_timeout: {description: Seconds for a surplus shard's queue to drain before it goes., type: float, default: 300}
+  timeout: {description: Seconds per request., type: float, default: 10}
+author: watchkeeper maintainers
+"""
+
+EXAMPLES = r"""
+- name: Two agents share the scrape targets
+  watchkeeper.platform.prometheus_agent_scale:
+    context: k8s-cluster-01
+    namespace: monitoring
+    shards: 2
+"""
+
+RETURN = r"""
+before: {description: Shards before., type: int, returned: always}
+after: {description: Shards after (the start again when rolled back)., type: int, returned: always}
+targets: {description: The scrape addresses of the agent's jobs., type: list, returned: always}
+assignment: {description: "Predicted targets per shard (shard -> addresses).", type: dict, returned: always}
+steps: {description: What was done (or would be) in order., type: list, returned: always}
+"""
+
+import json
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.watchkeeper.platform.plugins.module_utils import agent_shards as shards_
+from ansible_collections.watchkeeper.platform.plugins.module_utils import kube, promtext
+
+ARGUMENT_SPEC = dict(
+    kube.CONNECTION_SPEC,
+    statefulset=dict(type="str", default="prometheus-agent"),
+    configmap=dict(type="str"),
+    configmap_key=dict(type="str", default="prometheus.yml"),
+    shards=dict(type="int", required=True),
+    shard_pod_annotations=dict(type="dict", default={}),
+    http_port=dict(type="int", default=9090),
+    ready_timeout=dict(type="float", default=300.0),
+    drain_timeout=dict(type="float", default=300.0),
+    timeout=dict(type="float", default=10.0),
+)
+
+
+class Failed(Exception):
+    pass
+
+
+class Scaler(object):
+    def __init__(self, client, params):
+        import yaml
+        from kubernetes import client as k
+
+        self.yaml = yaml
+        self.api_client = client
+        self.core = k.CoreV1Api(client)
+        self.apps = k.AppsV1Api(client)
+        self.p = params
+        self.ns = params["namespace"]
+        self.base = params["statefulset"]
+        self.steps = []
+        self.saved = {}  # ConfigMap name -> (data, annotations) before we touched it
+        self.created = []  # shard numbers whose StatefulSet / ConfigMap we created
+
+    # ---------------------------------------------------------------- reading
+    def current(self):
+        """{shard: StatefulSet} of the agent's shards; fails on an unrecognised state."""
+        found = {}
+        for sts in self.apps.list_namespaced_stateful_set(self.ns).items:
+            shard = shards_.shard_of(sts.metadata.name, self.base)
+            if shard is not None:
+                found[shard] = sts
+        if 0 not in found:
+            raise Failed("StatefulSet %s/%s not found: check wk_namespace" % (self.ns, self.base))
+        if sorted(found) != list(range(len(found))):
+            raise Failed("shards %s are not contiguous from 0: fix by hand first" % sorted(found))
+        for shard, sts in found.items():
+            if shard and (sts.spec.replicas or 0) != 1:
+                raise Failed("%s has %s replicas; a shard has exactly 1" % (
+                    sts.metadata.name, sts.spec.replicas))
+        return found
+
+    def base_configmap(self, sts):
+        if self.p.get("configmap"):
+            return self.p["configmap"]
+        for volume in sts.spec.template.spec.volumes or []:
+            if volume.config_map is not None:
+                return volume.config_map.name
+        raise Failed("%s mounts no ConfigMap: set configmap" % sts.metadata.name)
+
+    def read_config(self, name):
+        cm = self.core.read_namespaced_config_map(name, self.ns)
+        text = (cm.data or {}).get(self.p["configmap_key"])
+        if text is None:
+            raise Failed("ConfigMap %s has no key %s" % (name, self.p["configmap_key"]))
+        return cm, text
+
+    def targets(self, pod):
+        """Scrape addresses of the agent (active and dropped: all it discovers)."""
+        body = json.loads(kube.proxy_get(self.api_client, self.ns, pod, self.p["http_port"],
+                                         "api/v1/targets", timeout=self.p["timeout"]))["data"]
+        active = sorted(t["discoveredLabels"]["__address__"] for t in body["activeTargets"])
+        dropped = sorted(t["discoveredLabels"]["__address__"]
+                         for t in body.get("droppedTargets") or [])
+        return active, dropped
+
+    def loaded_modulus(self, pod):
+        body = json.loads(kube.proxy_get(self.api_client, self.ns, pod, self.p["http_port"],
+                                         "api/v1/status/config", timeout=self.p["timeout"]))
+        return shards_.modulus_of(self.yaml.safe_load(body["data"]["yaml"]) or {})
+
+    # ---------------------------------------------------------------- acting
+    def step(self, text):
+        self.steps.append(text)
+
+    def put_config(self, name, text, annotations=None):
+        cm = self.core.read_namespaced_config_map(name, self.ns)
+        if name not in self.saved:
+            self.saved[name] = (dict(cm.data or {}), dict(cm.metadata.annotations or {}))
+        body = {"data": {self.p["configmap_key"]: text}}
+        if annotations is not None:
+            body["metadata"] = {"annotations": annotations}
+        self.core.patch_namespaced_config_map(name, self.ns, body)
+
+    def restart(self, shard, modulus):
+        """Delete the shard's pod; wait for a new one Ready that runs `modulus`."""
+        name = shards_.statefulset_name(self.base, shard)
+        _, pods = kube.statefulset_pods(self.api_client, self.ns, name)
+        old = set(p.metadata.uid for p in pods)
+        for pod in pods:
+            self.core.delete_namespaced_pod(pod.metadata.name, self.ns)
+        self.wait_shard(shard, modulus, exclude=old)
+
+    def wait_shard(self, shard, modulus, exclude=()):
+        name = shards_.statefulset_name(self.base, shard)
+
+        def ready():
+            _, pods = kube.statefulset_pods(self.api_client, self.ns, name)
+            fresh = [p for p in pods if p.metadata.uid not in exclude and kube.is_ready(p)]
+            if not fresh:
+                return False, "%s: no new Ready pod" % name
+            try:
+                loaded = self.loaded_modulus(fresh[0].metadata.name)
+                active, _ = self.targets(fresh[0].metadata.name)
+            except Exception as exc:  # not answering yet
+                return False, "%s: %s" % (name, str(exc).splitlines()[0][:120])
+            if loaded != modulus:
+                return False, "%s runs modulus %d, not %d" % (name, loaded, modulus)
+            return True, "%s Ready, modulus %d, %d targets" % (name, modulus, len(active))
+
+        ok, detail, _ = kube.wait_for(name, ready, self.p["ready_timeout"], every=2.0)
+        if not ok:
+            raise Failed("shard %d not Ready with the new configuration within %.0f s: %s" % (
+                shard, self.p["ready_timeout"], detail))
+        self.step(detail)
+
+    def create_shard(self, shard, modulus, base_sts, config):
+        cm_name = shards_.configmap_name(self.base_cm, self.base, shard)
+        text = self.yaml.safe_dump(shards_.render(config, shard, modulus), sort_keys=False)
+        self.core.create_namespaced_config_map(self.ns, {
+            "metadata": {"name": cm_name, "labels": {shards_.SHARD_KEY: str(shard)}},
+            "data": {self.p["configmap_key"]: text}})
+        self.created.append(shard)
+        annotations = (self.p["shard_pod_annotations"] or {}).get(str(shard)) or {}
+        body = shards_.shard_statefulset(base_sts, shard, cm_name, annotations)
+        self.apps.create_namespaced_stateful_set(self.ns, body)
+        self.step("created %s and %s" % (cm_name, body["metadata"]["name"]))
+
+    def drained(self, shard):
+        """Wait until the shard's queues sent everything they ingested."""
+        name = shards_.statefulset_name(self.base, shard)
+        _, pods = kube.statefulset_pods(self.api_client, self.ns, name)
+        if not pods:
+            return
+        pod = pods[0].metadata.name
+
+        def empty():
+            try:
+                text = kube.proxy_get(self.api_client, self.ns, pod, self.p["http_port"],
+                                      "metrics", timeout=self.p["timeout"])
+            except Exception as exc:
+                return False, str(exc).splitlines()[0][:120]
+            samples = promtext.parse(text)
+            pending = promtext.total(samples, "prometheus_remote_storage_samples_pending") or 0
+            newest = promtext.maximum(samples,
+                                      "prometheus_remote_storage_highest_timestamp_in_seconds")
+            sent = promtext.maximum(
+                samples, "prometheus_remote_storage_queue_highest_sent_timestamp_seconds")
+            lag = None if newest is None or sent is None else max(0.0, newest - sent)
+            done = pending == 0 and lag is not None and lag <= 1.0
+            return done, "pending %d, lag %s" % (pending, "?" if lag is None else "%.0f s" % lag)
+
+        ok, detail, _ = kube.wait_for("%s drained" % name, empty, self.p["drain_timeout"])
+        if not ok:
+            raise Failed("%s did not drain its remote-write queue within %.0f s (%s): not"
+                         " removed, nothing dropped" % (name, self.p["drain_timeout"], detail))
+        self.step("%s drained (%s)" % (name, detail))
+
+    def remove_shard(self, shard):
+        name = shards_.statefulset_name(self.base, shard)
+        self.apps.delete_namespaced_stateful_set(name, self.ns)
+        self.core.delete_namespaced_config_map(
+            shards_.configmap_name(self.base_cm, self.base, shard), self.ns)
+
+        def gone():
+            pods = [p for p in self.core.list_namespaced_pod(
+                self.ns, label_selector="%s=%d" % (shards_.SHARD_KEY, shard)).items
+                if p.metadata.name.startswith(name + "-")]
+            return not pods, "%d pods left" % len(pods)
+
+        kube.wait_for("%s gone" % name, gone, self.p["ready_timeout"])
+        self.step("removed %s (its claim is kept)" % name)
+
+    # ---------------------------------------------------------------- procedure
+    def run(self, check_mode):
+        from kubernetes.client import ApiClient
+
+        found = self.current()
+        before, want = len(found), int(self.p["shards"])
+        base_sts = ApiClient().sanitize_for_serialization(found[0])
+        self.base_cm = self.base_configmap(found[0])
+        cm, text = self.read_config(self.base_cm)
+        unsharded = (cm.metadata.annotations or {}).get(shards_.UNSHARDED) or text
+        config = self.yaml.safe_load(unsharded) or {}
+        _, pods0 = kube.statefulset_pods(self.api_client, self.ns, self.base)
+        if not pods0 or not kube.is_ready(pods0[0]):
+            raise Failed("shard 0 (%s) is not Ready: fix it first" % self.base)
+        every = set()
+        for shard in found:
+            _, pods = kube.statefulset_pods(self.api_client, self.ns,
+                                            shards_.statefulset_name(self.base, shard))
+            if pods:
+                active, dropped = self.targets(pods[0].metadata.name)
+                every.update(active + dropped)
+        targets = sorted(every)
+        result = {"before": before, "after": want, "targets": targets,
+                  "assignment": dict((str(k), v) for k, v in
+                                     shards_.assignment(targets, want).items()),
+                  "steps": self.steps, "changed": want != before}
+        if want == before:
+            self.step("already %d shard(s)" % want)
+            return result
+        plan = self.plan(before, want)
+        if check_mode:
+            self.steps.extend("would " + s for s in plan)
+            return result
+        try:
+            if want > before:
+                for shard in range(before, want):
+                    self.create_shard(shard, want, base_sts, config)
+                for shard in range(before, want):
+                    self.wait_shard(shard, want)
+                self.reconfigure(range(before), want, config, unsharded)
+            else:
+                self.reconfigure(range(want), want, config, unsharded)
+                # Every surplus shard drained before any goes: a failed drain rolls back to
+                # the shards as they were, all still there.
+                for shard in range(before - 1, want - 1, -1):
+                    self.drained(shard)
+                for shard in range(before - 1, want - 1, -1):
+                    self.remove_shard(shard)
+        except Exception as exc:
+            self.rollback(before, config, unsharded)
+            result.update(after=before, failed=True, rolled_back=True,
+                          msg="%s; rolled back to %d shard(s)" % (exc, before))
+        return result
+
+    def plan(self, before, want):
+        if want > before:
+            return (["create %s (ConfigMap and StatefulSet, modulus %d)" % (
+                shards_.statefulset_name(self.base, s), want) for s in range(before, want)]
+                + ["reconfigure %s to modulus %d and restart it" % (
+                    shards_.statefulset_name(self.base, s), want) for s in range(before)])
+        return (["reconfigure %s to modulus %d and restart it" % (
+            shards_.statefulset_name(self.base, s), want) for s in range(want)]
+            + ["drain, then remove %s" % shards_.statefulset_name(self.base, s)
+               for s in range(before - 1, want - 1, -1)])
+
+    def reconfigure(self, shards, modulus, config, unsharded):
+        for shard in shards:
+            name = shards_.configmap_name(self.base_cm, self.base, shard)
+            if modulus == 1 and shard == 0:
+                text, annotations = unsharded, {shards_.UNSHARDED: None}
+            else:
+                text = self.yaml.safe_dump(shards_.render(config, shard, modulus),
+                                           sort_keys=False)
+                annotations = {shards_.UNSHARDED: unsharded} if shard == 0 else None
+            self.put_config(name, text, annotations)
+            self.step("%s: modulus %d" % (name, modulus))
+            self.restart(shard, modulus)
+
+    def rollback(self, before, config, unsharded):
+        """ConfigMaps back, reconfigured shards restarted onto them, created shards gone."""
+        for shard in sorted(self.created, reverse=True):
+            name = shards_.statefulset_name(self.base, shard)
+            try:
+                self.apps.delete_namespaced_stateful_set(name, self.ns)
+            except Exception:
+                pass
+            try:
+                self.core.delete_namespaced_config_map(
+                    shards_.configmap_name(self.base_cm, self.base, shard), self.ns)
+            except Exception:
+                pass
+            self.step("rollback: removed %s" % name)
+        for name, (data, annotations) in self.saved.items():
+            restore = dict((k, annotations.get(k)) for k in [shards_.UNSHARDED])
+            self.core.patch_namespaced_config_map(name, self.ns, {
+                "data": data, "metadata": {"annotations": restore}})
+            shard = 0 if name == self.base_cm else int(name.split("-shard-")[1].split("-")[0])
+            loaded = shards_.modulus_of(self.yaml.safe_load(
+                data.get(self.p["configmap_key"]) or "") or {})
+            self.restart(shard, loaded)
+            self.step("rollback: %s restored (modulus %d)" % (name, loaded))
+
+
+def main():
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
+    params = module.params
+    if params["shards"] < 1:
+        module.fail_json(msg="shards must be >= 1, got %d" % params["shards"])
+    try:
+        scaler = Scaler(kube.connect(params), params)
+        result = scaler.run(module.check_mode)
+    except Failed as exc:
+        module.fail_json(msg=str(exc), steps=[])
+    except kube.KubeFailure as failure:
+        module.fail_json(**failure.result())
+    except Exception as exc:  # ApiException and the like, before any change
+        module.fail_json(msg="%s: %s" % (type(exc).__name__, str(exc).splitlines()[0][:400]))
+    if not result.get("msg"):
+        result["msg"] = "%s; targets per shard: %s" % (
+            "; ".join(result["steps"]) or "nothing to do",
+            "; ".join("%s: %s" % (k, ", ".join(v) or "none")
+                      for k, v in sorted(result["assignment"].items())))
+    if result.get("failed"):
+        module.fail_json(**result)
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()

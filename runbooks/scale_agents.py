@@ -1,0 +1,215 @@
+"""scale-agents: share a workload cluster's scrape targets over N Prometheus Agents.
+
+Design (plugins/module_utils/agent_shards.py): shard 0 is the agent as deployed; shard i is a
+StatefulSet `prometheus-agent-shard-i` (one replica, its own claim) with its own ConfigMap,
+because Prometheus 2.x cannot take a shard number from its pod inside relabel rules (the
+Prometheus Operator shards the same way). Every scrape job of shard i of N keeps the targets
+whose `__address__` hashes to i (hashmod N). No shard external label: a target's series are
+the same whichever shard scrapes it, so a target that moves keeps its series in Thanos and,
+in steady state, nothing arrives twice at the receivers.
+
+The procedure:
+1. validate: workload clusters with a kube context; 1 <= shards <= 16; an agent that is an
+   ArgoCD Application (wk_agent_application) is refused unless `allow_drift`: self-heal would
+   revert shard 0's ConfigMap (commit the shards to git instead, or pause self-heal);
+2. pre-gate: the agent Ready and delivering (lag under the threshold); the series per job in
+   Query recorded as the baseline;
+3. up: the new shards' ConfigMaps and StatefulSets with the new modulus, Ready and running it,
+   then each existing shard reconfigured (ConfigMap, restart, the modulus it reports proven);
+   down: the remaining shards reconfigured first (every target scraped again), every surplus
+   shard's remote-write queue drained, then the surplus StatefulSets and ConfigMaps removed
+   (claims kept). While a target moves, two shards may scrape it for a moment: duplicates the
+   receivers reject or deduplicate, never a gap;
+4. post-gate: every discovered target active on exactly one shard, the agent delivering, and
+   the series per job in Query as before (no target lost, none doubled);
+5. rollback (a step fails): ConfigMaps back, reconfigured shards restarted onto them, created
+   shards removed (the module); a failed post-gate runs the module back to the start count.
+HA replicas are for full Prometheus servers (deduplicated by a replica label); agents are
+sharded, not replicated: two agents with the same targets would write every series twice.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from pydantic import Field
+
+from runbooks.agent_health import require_workload
+from runbooks.clients import kube_api
+from runbooks.collection import module_utils
+from runbooks.errors import PreconditionFailed
+from runbooks.inventory import ClusterConfig
+from runbooks.model import Gate, GateResult, Params, Runbook, RunContext
+
+MAX_SHARDS = 16
+
+
+class ScaleAgentsParams(Params):
+    shards: int = Field(..., ge=1, le=MAX_SHARDS, description="the number of agents that share"
+                        " the cluster's scrape targets")
+    ready_timeout: float = Field(300.0, gt=0, description="seconds for a shard to be Ready"
+                                 " with its new configuration")
+    drain_timeout: float = Field(300.0, gt=0, description="seconds for a surplus shard's"
+                                 " remote-write queue to drain before it is removed")
+    settle_timeout: float = Field(120.0, ge=0, description="seconds the post-gate waits for"
+                                  " Query's series per job to match the baseline")
+    allow_drift: bool = Field(False, description="scale an agent that is an ArgoCD Application"
+                              " although self-heal may revert shard 0's ConfigMap")
+
+
+_BASELINE: dict[tuple[str, str], dict[str, int]] = {}
+
+
+def series_per_job(cluster: ClusterConfig) -> dict[str, int]:
+    """`up` series per job of the cluster in Thanos Query: one per scraped target."""
+    label = cluster.cluster or cluster.name
+    rows, error = module_utils("promhttp").query(
+        str(cluster.query_url), f'count by (job) (up{{cluster="{label}"}})', 10)
+    if error:
+        raise PreconditionFailed(f"{cluster.name}: Query: {error}")
+    return {str(r["metric"].get("job")): int(r["value"]) for r in rows}
+
+
+def baseline(ctx: RunContext, cluster: ClusterConfig) -> GateResult:
+    """Every shard Ready and delivering; the series per job recorded for the post-gate."""
+    result = shards_delivering(ctx, cluster)
+    if not result.ok or cluster.query_url is None:
+        return result
+    jobs = series_per_job(cluster)
+    _BASELINE[(ctx.run_id, cluster.name)] = jobs
+    return GateResult(True, f"{result.evidence}; baseline series per job {jobs}")
+
+
+def shard_targets(cluster: ClusterConfig) -> dict[str, tuple[list[str], list[str]]]:
+    """{shard pod: (active, dropped) scrape addresses} of every shard of the agent."""
+    kube = module_utils("kube")
+    client = kube_api(cluster)
+    found = {}
+    for pod in kube.core(client).list_namespaced_pod(
+            cluster.namespace, label_selector="app.kubernetes.io/name=prometheus-agent").items:
+        if not kube.is_ready(pod):
+            continue
+        body = json.loads(kube.proxy_get(client, cluster.namespace, pod.metadata.name, 9090,
+                                         "api/v1/targets"))["data"]
+        found[pod.metadata.name] = (
+            sorted(t["discoveredLabels"]["__address__"] for t in body["activeTargets"]),
+            sorted(t["discoveredLabels"]["__address__"]
+                   for t in body.get("droppedTargets") or []))
+    return found
+
+
+def partitioned(ctx: RunContext, cluster: ClusterConfig) -> GateResult:
+    """Every discovered target active on exactly one shard, as many shards as asked."""
+    params: Any = ctx.params
+    found = shard_targets(cluster)
+    every = sorted({t for active, dropped in found.values() for t in active + dropped})
+    owners: dict[str, list[str]] = {t: [] for t in every}
+    for pod, (active, _) in found.items():
+        for target in active:
+            owners[target].append(pod)
+    problems = [f"{t} on {len(o)} shards ({', '.join(o) or 'none'})"
+                for t, o in owners.items() if len(o) != 1]
+    if len(found) != params.shards:
+        problems.insert(0, f"{len(found)} Ready shards, {params.shards} wanted")
+    if problems:
+        return GateResult(False, "; ".join(problems))
+    share = ", ".join(f"{pod}: {len(active)}" for pod, (active, _) in sorted(found.items()))
+    return GateResult(True, f"{len(every)} targets, each on exactly one shard ({share})")
+
+
+def series_unchanged(ctx: RunContext, cluster: ClusterConfig) -> GateResult:
+    """Query's series per job equal to the baseline (waits up to settle_timeout)."""
+    before = _BASELINE.get((ctx.run_id, cluster.name))
+    if before is None or cluster.query_url is None:
+        return GateResult(True, "no baseline (no wk_query_url)")
+    params: Any = ctx.params
+    deadline = time.monotonic() + params.settle_timeout
+    while True:
+        after = series_per_job(cluster)
+        if after == before or time.monotonic() >= deadline:
+            break
+        time.sleep(5)
+    if after != before:
+        return GateResult(False, f"series per job {after} != before {before}")
+    return GateResult(True, f"series per job as before: {after}")
+
+
+def shards_delivering(ctx: RunContext, cluster: ClusterConfig) -> GateResult:
+    """Every shard with targets sends what it scrapes (lag under the threshold, samples sent
+    since it started); a shard without targets has nothing to send. Waits up to
+    settle_timeout: a restarted shard needs a scrape and a send."""
+    kube = module_utils("kube")
+    promtext = module_utils("promtext")
+    agent_health = module_utils("agent_health")
+    params: Any = ctx.params
+    client = kube_api(cluster)
+    deadline = time.monotonic() + params.settle_timeout
+    while True:
+        found = shard_targets(cluster)
+        lines, behind = [], []
+        for pod, (active, _) in sorted(found.items()):
+            if not active:
+                lines.append(f"{pod}: no targets")
+                continue
+            samples = promtext.parse(kube.proxy_get(client, cluster.namespace, pod, 9090,
+                                                    "metrics"), agent_health.METRICS)
+            started = promtext.maximum(samples, agent_health.START_TIME) or 0.0
+            done, detail = agent_health.caught_up(samples, started,
+                                                  cluster.threshold_remote_write_lag_seconds)
+            lines.append(f"{pod}: {detail}")
+            if not done:
+                behind.append(pod)
+        if not behind or time.monotonic() >= deadline:
+            break
+        time.sleep(5)
+    return GateResult(not behind, "; ".join(lines))
+
+
+class ScaleAgents(Runbook):
+    name = "scale-agents"
+    summary = ("Shard a workload cluster's scrape targets over N Prometheus Agents (hashmod),"
+               " new shards Ready before old ones change, surplus drained before removal")
+    mutating = True
+    playbook = "scale-agents.yml"
+    Params = ScaleAgentsParams
+    changes = ("creates or removes StatefulSets prometheus-agent-shard-N and their ConfigMaps;"
+               " rewrites the agent's ConfigMap (hashmod relabelling) and restarts its pods")
+    rollback = ("automatic: a failed step restores ConfigMaps, restarts reconfigured shards and"
+                " removes created ones; a failed post-gate scales back to the start count by"
+                " the same procedure; claims of removed shards are kept")
+    rollback_playbook = "scale-agents-rollback.yml"
+    requires = ("kube_context",)
+    pre_gates = (Gate("agent baseline", "Ready, delivering; Query's series per job recorded",
+                      baseline),)
+    post_gates = (Gate("targets partitioned", "every target active on exactly one shard",
+                       partitioned),
+                  Gate("shards delivering", "every shard with targets sends, lag under the"
+                       " threshold", shards_delivering),
+                  Gate("series per job", "Query's series per job as before", series_unchanged))
+
+    def validate(self, ctx: RunContext) -> None:
+        require_workload(self.name, ctx)
+        params: Any = ctx.params
+        managed = [c.name for c in ctx.clusters if c.agent_application]
+        if managed and not params.allow_drift and not ctx.check_mode:
+            raise PreconditionFailed(
+                f"{', '.join(managed)}: the agent is ArgoCD Application"
+                " (wk_agent_application); self-heal would revert shard 0's ConfigMap and prune"
+                " nothing it does not track: commit the shards to git, or pause self-heal and"
+                " pass -e allow_drift=true")
+
+    def extravars(self, ctx: RunContext) -> dict[str, Any]:
+        """The shard count per cluster at the start, for the rollback."""
+        from kubernetes import client
+
+        start: dict[str, int] = {}
+        for cluster in ctx.clusters:
+            items: Any = client.AppsV1Api(kube_api(cluster)).list_namespaced_stateful_set(
+                cluster.namespace).items
+            names = [s.metadata.name for s in items]
+            shard_of = module_utils("agent_shards").shard_of
+            start[cluster.name] = sum(1 for n in names if shard_of(n, "prometheus-agent")
+                                      is not None)
+        return {**ctx.params.model_dump(mode="json"), "wk_start": start}
