@@ -3,6 +3,7 @@ from the shared cache, built on first use)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -45,11 +46,24 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture
 def small_volume(tmp_path: Path) -> Iterator[Path]:
     """A 4 MiB tmpfs, unmounted after the test."""
+    with tmpfs(tmp_path / "volume", "4m") as mount:
+        yield mount
+
+
+@pytest.fixture
+def volume_16m(tmp_path: Path) -> Iterator[Path]:
+    """A 16 MiB tmpfs (room for a copy of a lab agent's WAL), unmounted after the test."""
+    with tmpfs(tmp_path / "volume16", "16m") as mount:
+        yield mount
+
+
+@contextlib.contextmanager
+def tmpfs(mount: Path, size: str) -> Iterator[Path]:
     if os.geteuid() != 0:
         pytest.skip("mounting a tmpfs needs root")
-    mount = tmp_path / "volume"
     mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], check=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)],
+                   check=True)
     try:
         yield mount
     finally:

@@ -398,7 +398,8 @@ def disk_findings(lab: Lab, tmp_path: Path, volume: Path, *args: str) -> tuple[A
 
 
 def test_a_volume_filled_by_foreign_data_is_named_with_what_fills_it(
-        lab: Lab, tmp_path: Path, small_volume: Path) -> None:
+        lab: Lab, tmp_path: Path, volume_16m: Path) -> None:
+    small_volume = volume_16m
     # The small filesystem holds a copy of the agent's real WAL: a healthy agent volume.
     shutil.copytree(lab.dir / "data" / "pv" / AGENT_NS / "data-prometheus-agent-0" / "wal",
                     small_volume / "wal")
