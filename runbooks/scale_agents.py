@@ -1,31 +1,55 @@
 """scale-agents: share a workload cluster's scrape targets over N Prometheus Agents.
 
-Design (plugins/module_utils/agent_shards.py): shard 0 is the agent as deployed; shard i is a
-StatefulSet `prometheus-agent-shard-i` (one replica, its own claim) with its own ConfigMap,
-because Prometheus 2.x cannot take a shard number from its pod inside relabel rules (the
-Prometheus Operator shards the same way). Every scrape job of shard i of N keeps the targets
-whose `__address__` hashes to i (hashmod N). No shard external label: a target's series are
-the same whichever shard scrapes it, so a target that moves keeps its series in Thanos and,
-in steady state, nothing arrives twice at the receivers.
+Design (plugins/module_utils/agent_shards.py). The lab runs Debian's Prometheus 2.42 as the
+agent. Prometheus 2.x expands environment variables only in external labels (and only with
+`--enable-feature=expand-external-labels`), never in relabel rules, so one StatefulSet with N
+replicas cannot tell each pod its shard number for a `hashmod` keep. As the Prometheus Operator
+does, each shard is therefore its own StatefulSet with its own ConfigMap: shard 0 is the agent
+as deployed (`prometheus-agent`, `prometheus-agent-config`), shard i is
+`prometheus-agent-shard-i` (one replica, its own claim for its WAL) with
+`prometheus-agent-shard-i-config`. Every scrape job of shard i of N ends with a `hashmod` of
+`__address__` (modulus N) into a temporary label and a `keep` of i: the shards' targets are
+disjoint and together all of them, and the assignment is predictable (MD5, as Prometheus).
+
+No shard external label, on purpose. The receivers see a target's series with the same labels
+whichever shard scrapes it, so in steady state every series arrives from exactly one shard and
+a target that moves keeps its series identity (rates, dashboards and alerts continue). A shard
+label would make every moved target a new series and, for Query's 5-minute lookback, count it
+twice. The price: while a target moves, the old and new shard may both send it for a scrape
+interval or two; the receivers drop the identical samples or reject the interleaved ones as
+out of order (409, not retried): duplicates, never a gap. Nothing else needs the label: the
+shard's own metrics (its /metrics, remote-write queue) are read from the pod.
 
 The procedure:
-1. validate: workload clusters with a kube context; 1 <= shards <= 16; an agent that is an
-   ArgoCD Application (wk_agent_application) is refused unless `allow_drift`: self-heal would
-   revert shard 0's ConfigMap (commit the shards to git instead, or pause self-heal);
-2. pre-gate: the agent Ready and delivering (lag under the threshold); the series per job in
-   Query recorded as the baseline;
-3. up: the new shards' ConfigMaps and StatefulSets with the new modulus, Ready and running it,
-   then each existing shard reconfigured (ConfigMap, restart, the modulus it reports proven);
+1. validate: workload clusters with a kube context; 1 <= shards <= 16; replicas == 1 (agents
+   are sharded, not HA-replicated); an agent that is an ArgoCD Application
+   (wk_agent_application) is refused unless `allow_drift`: self-heal would revert shard 0's
+   ConfigMap (commit the shards to git instead, or pause self-heal); the module refuses a state
+   it does not recognise (shards not contiguous from 0, a shard with more than one replica,
+   shard 0 not Ready);
+2. pre-gate: every shard Ready and delivering (remote-write lag under the threshold); the
+   series per job in Query (`count by (job) (up{cluster=...})`) recorded as the baseline;
+3. up: the new shards' ConfigMaps and StatefulSets with the new modulus, each Ready, reporting
+   the new modulus at /api/v1/status/config, discovering every target and scraping only its
+   own; then each existing shard reconfigured (ConfigMap, restart) and proven the same way.
    down: the remaining shards reconfigured first (every target scraped again), every surplus
-   shard's remote-write queue drained, then the surplus StatefulSets and ConfigMaps removed
-   (claims kept). While a target moves, two shards may scrape it for a moment: duplicates the
-   receivers reject or deduplicate, never a gap;
-4. post-gate: every discovered target active on exactly one shard, the agent delivering, and
-   the series per job in Query as before (no target lost, none doubled);
-5. rollback (a step fails): ConfigMaps back, reconfigured shards restarted onto them, created
-   shards removed (the module); a failed post-gate runs the module back to the start count.
-HA replicas are for full Prometheus servers (deduplicated by a replica label); agents are
-sharded, not replicated: two agents with the same targets would write every series twice.
+   shard's remote-write queue drained (nothing pending, sent up to what it ingested), then the
+   surplus StatefulSets and ConfigMaps removed (claims kept: the WAL is evidence). At one shard
+   shard 0's file is restored byte for byte (kept meanwhile in an annotation): no drift;
+4. post-gate: every discovered target active on exactly one shard (each shard's
+   /api/v1/targets), every shard with targets delivering, Query's series per job as before
+   (no target lost, none doubled);
+5. rollback: a failed step in the module restores the ConfigMaps, restarts the shards it
+   reconfigured and removes those it created; a failed post-gate runs
+   scale-agents-rollback.yml, the same procedure back to the start count (so a surplus shard
+   is again drained before it goes, however long the receivers are away).
+Check mode prints the plan, the predicted assignment and every target that would move, and
+sends each write as a server-side dry run (the API server validates the new objects); with
+--diff the objects themselves. GitOps: the agent's objects are git's; this runbook does not
+commit shards to the config repository yet (see validate's refusal for what to do).
+HA replicas are for full Prometheus servers (two identical servers, a unique `replica`
+external label, Query deduplicating on it); the lab runs no Prometheus server in Kubernetes,
+so that path is not automated here.
 """
 
 from __future__ import annotations
@@ -34,7 +58,7 @@ import json
 import time
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from runbooks.agent_health import require_workload
 from runbooks.clients import kube_api
@@ -57,6 +81,20 @@ class ScaleAgentsParams(Params):
                                   " Query's series per job to match the baseline")
     allow_drift: bool = Field(False, description="scale an agent that is an ArgoCD Application"
                               " although self-heal may revert shard 0's ConfigMap")
+    replicas: int = Field(1, description="HA replicas per shard: only 1 (agents are sharded,"
+                          " not HA-replicated)")
+
+    @field_validator("replicas")
+    @classmethod
+    def _agents_are_not_replicated(cls, value: int) -> int:
+        if value != 1:
+            raise ValueError(
+                "agents are sharded, not HA-replicated: two agents with the same targets"
+                " remote-write every series twice under the same labels (an agent has no"
+                " replica label Thanos Query could deduplicate on); set -e shards=N to share"
+                " the targets over N agents instead, and keep replicas=1. HA pairs (replica"
+                " external label, Query --query.replica-label) are for full Prometheus servers")
+        return value
 
 
 _BASELINE: dict[tuple[str, str], dict[str, int]] = {}
@@ -100,10 +138,9 @@ def shard_targets(cluster: ClusterConfig) -> dict[str, tuple[list[str], list[str
     return found
 
 
-def partitioned(ctx: RunContext, cluster: ClusterConfig) -> GateResult:
-    """Every discovered target active on exactly one shard, as many shards as asked."""
-    params: Any = ctx.params
-    found = shard_targets(cluster)
+def partition_problems(found: dict[str, tuple[list[str], list[str]]], shards: int) -> list[str]:
+    """What keeps `found` ({shard pod: (active, dropped)}) from being `shards` shards that
+    each scrape their own targets: a target on no shard or on two, a shard missing."""
     every = sorted({t for active, dropped in found.values() for t in active + dropped})
     owners: dict[str, list[str]] = {t: [] for t in every}
     for pod, (active, _) in found.items():
@@ -111,10 +148,26 @@ def partitioned(ctx: RunContext, cluster: ClusterConfig) -> GateResult:
             owners[target].append(pod)
     problems = [f"{t} on {len(o)} shards ({', '.join(o) or 'none'})"
                 for t, o in owners.items() if len(o) != 1]
-    if len(found) != params.shards:
-        problems.insert(0, f"{len(found)} Ready shards, {params.shards} wanted")
+    if len(found) != shards:
+        problems.insert(0, f"{len(found)} Ready shards, {shards} wanted")
+    return problems
+
+
+def partitioned(ctx: RunContext, cluster: ClusterConfig) -> GateResult:
+    """Every discovered target active on exactly one shard, as many shards as asked. Waits
+    up to settle_timeout: a Prometheus that just started answers before its scrape manager
+    has applied the targets discovery found (updates are batched every few seconds)."""
+    params: Any = ctx.params
+    deadline = time.monotonic() + params.settle_timeout
+    while True:
+        found = shard_targets(cluster)
+        problems = partition_problems(found, params.shards)
+        if not problems or time.monotonic() >= deadline:
+            break
+        time.sleep(5)
     if problems:
         return GateResult(False, "; ".join(problems))
+    every = sorted({t for active, dropped in found.values() for t in active + dropped})
     share = ", ".join(f"{pod}: {len(active)}" for pod, (active, _) in sorted(found.items()))
     return GateResult(True, f"{len(every)} targets, each on exactly one shard ({share})")
 

@@ -52,11 +52,28 @@ def hashmod(value, modulus):
     return struct.unpack(">Q", digest[8:])[0] % modulus
 
 
+def owner(target, shards):
+    """The shard that keeps `target` (a scrape address) when there are `shards` shards."""
+    return hashmod(target, shards) if shards > 1 else 0
+
+
+def moves(current, targets, shards):
+    """[(target, from shards, to shard)] for every target whose owner changes: `current` is
+    {shard: active addresses} as the agents report them (a target on no shard has from ())."""
+    found = []
+    for target in sorted(targets):
+        now = tuple(sorted(s for s, active in current.items() if target in active))
+        to = owner(target, shards)
+        if now != (to,):
+            found.append((target, now, to))
+    return found
+
+
 def assignment(targets, shards):
     """{shard: sorted targets} for `targets` (scrape addresses) over `shards` shards."""
     found = dict((i, []) for i in range(shards))
     for target in targets:
-        found[hashmod(target, shards) if shards > 1 else 0].append(target)
+        found[owner(target, shards)].append(target)
     return dict((i, sorted(t)) for i, t in found.items())
 
 

@@ -19,7 +19,9 @@ description:
     remote-write queue drained (nothing pending, sent up to what it ingested); its claim stays.
   - Any failure restores the ConfigMaps, restarts what had been reconfigured and removes the
     shards it created, then fails naming the step.
-  - Check mode returns the plan (objects, the predicted target assignment) and changes nothing.
+  - Check mode returns the plan, the predicted target assignment and the targets that would
+    move, sends every write as a server-side dry run (so the API server validates the new
+    objects) and, with --diff, the objects as a diff; it changes nothing.
 options:
   kubeconfig: {description: Path of the kubeconfig., type: str}
   context: {description: Kubeconfig context of the cluster., type: str}
@@ -50,6 +52,8 @@ after: {description: Shards after (the start again when rolled back)., type: int
 targets: {description: The scrape addresses of the agent's jobs., type: list, returned: always}
 assignment: {description: "Predicted targets per shard (shard -> addresses).", type: dict, returned: always}
 steps: {description: What was done (or would be) in order., type: list, returned: always}
+moves: {description: "Targets whose shard changes (target: shards now -> shard).", type: list, returned: always}
+diff: {description: Check mode with diff, the objects the run would create, patch or delete (each accepted by a server-side dry run)., type: list, returned: check mode with --diff}
 """
 
 import json
@@ -92,6 +96,8 @@ class Scaler(object):
         self.steps = []
         self.saved = {}  # ConfigMap name -> (data, annotations) before we touched it
         self.created = []  # shard numbers whose StatefulSet / ConfigMap we created
+        self.expected = []  # every scrape address the shards discovered at the start
+        self.clock = time.monotonic()
 
     # ---------------------------------------------------------------- reading
     def current(self):
@@ -142,7 +148,10 @@ class Scaler(object):
 
     # ---------------------------------------------------------------- acting
     def step(self, text):
-        self.steps.append(text)
+        """Record what was done and how long it took (since the previous step)."""
+        now = time.monotonic()
+        self.steps.append("%s (%.0f s)" % (text, now - self.clock))
+        self.clock = now
 
     def put_config(self, name, text, annotations=None):
         cm = self.core.read_namespaced_config_map(name, self.ns)
@@ -163,6 +172,10 @@ class Scaler(object):
         self.wait_shard(shard, modulus, exclude=old)
 
     def wait_shard(self, shard, modulus, exclude=()):
+        """A new pod of the shard Ready, reporting `modulus` in the configuration it loaded
+        (/api/v1/status/config), discovering every target known at the start and scraping
+        only targets that hash to it. A restarted Prometheus answers before its scrape
+        manager has the targets (discovery updates are batched): Ready alone proves little."""
         name = shards_.statefulset_name(self.base, shard)
 
         def ready():
@@ -172,12 +185,20 @@ class Scaler(object):
                 return False, "%s: no new Ready pod" % name
             try:
                 loaded = self.loaded_modulus(fresh[0].metadata.name)
-                active, _ = self.targets(fresh[0].metadata.name)
+                active, dropped = self.targets(fresh[0].metadata.name)
             except Exception as exc:  # not answering yet
                 return False, "%s: %s" % (name, str(exc).splitlines()[0][:120])
             if loaded != modulus:
                 return False, "%s runs modulus %d, not %d" % (name, loaded, modulus)
-            return True, "%s Ready, modulus %d, %d targets" % (name, modulus, len(active))
+            missing = sorted(set(self.expected) - set(active) - set(dropped))
+            if missing:
+                return False, "%s has not discovered %s yet" % (name, ", ".join(missing))
+            foreign = [t for t in active if shards_.owner(t, modulus) != shard]
+            if foreign:
+                return False, "%s scrapes %s, which hash to other shards" % (
+                    name, ", ".join(foreign))
+            return True, "%s Ready, modulus %d, scraping %d of %d targets" % (
+                name, modulus, len(active), len(self.expected))
 
         ok, detail, _ = kube.wait_for(name, ready, self.p["ready_timeout"], every=2.0)
         if not ok:
@@ -185,17 +206,33 @@ class Scaler(object):
                 shard, self.p["ready_timeout"], detail))
         self.step(detail)
 
-    def create_shard(self, shard, modulus, base_sts, config):
+    def shard_objects(self, shard, modulus, base_sts, config):
+        """A new shard's ConfigMap and StatefulSet (dicts)."""
         cm_name = shards_.configmap_name(self.base_cm, self.base, shard)
         text = self.yaml.safe_dump(shards_.render(config, shard, modulus), sort_keys=False)
-        self.core.create_namespaced_config_map(self.ns, {
-            "metadata": {"name": cm_name, "labels": {shards_.SHARD_KEY: str(shard)}},
-            "data": {self.p["configmap_key"]: text}})
-        self.created.append(shard)
+        cm = {"apiVersion": "v1", "kind": "ConfigMap",
+              "metadata": {"name": cm_name, "namespace": self.ns,
+                           "labels": {shards_.SHARD_KEY: str(shard)}},
+              "data": {self.p["configmap_key"]: text}}
         annotations = (self.p["shard_pod_annotations"] or {}).get(str(shard)) or {}
-        body = shards_.shard_statefulset(base_sts, shard, cm_name, annotations)
-        self.apps.create_namespaced_stateful_set(self.ns, body)
-        self.step("created %s and %s" % (cm_name, body["metadata"]["name"]))
+        sts = shards_.shard_statefulset(base_sts, shard, cm_name, annotations)
+        sts.update(apiVersion="apps/v1", kind="StatefulSet")
+        return cm, sts
+
+    def shard_config(self, shard, modulus, config, unsharded):
+        """(text, annotations patch) of an existing shard's ConfigMap at `modulus`: shard 0
+        keeps its unsharded file in an annotation and gets it back, byte for byte, at 1."""
+        if modulus == 1 and shard == 0:
+            return unsharded, {shards_.UNSHARDED: None}
+        text = self.yaml.safe_dump(shards_.render(config, shard, modulus), sort_keys=False)
+        return text, ({shards_.UNSHARDED: unsharded} if shard == 0 else None)
+
+    def create_shard(self, shard, modulus, base_sts, config):
+        cm, sts = self.shard_objects(shard, modulus, base_sts, config)
+        self.core.create_namespaced_config_map(self.ns, cm)
+        self.created.append(shard)
+        self.apps.create_namespaced_stateful_set(self.ns, sts)
+        self.step("created %s and %s" % (cm["metadata"]["name"], sts["metadata"]["name"]))
 
     def drained(self, shard):
         """Wait until the shard's queues sent everything they ingested."""
@@ -256,17 +293,22 @@ class Scaler(object):
         _, pods0 = kube.statefulset_pods(self.api_client, self.ns, self.base)
         if not pods0 or not kube.is_ready(pods0[0]):
             raise Failed("shard 0 (%s) is not Ready: fix it first" % self.base)
-        every = set()
+        every, current = set(), {}
         for shard in found:
             _, pods = kube.statefulset_pods(self.api_client, self.ns,
                                             shards_.statefulset_name(self.base, shard))
             if pods:
                 active, dropped = self.targets(pods[0].metadata.name)
                 every.update(active + dropped)
+                current[shard] = active
         targets = sorted(every)
+        self.expected = targets
+        moves = shards_.moves(current, targets, want)
         result = {"before": before, "after": want, "targets": targets,
                   "assignment": dict((str(k), v) for k, v in
                                      shards_.assignment(targets, want).items()),
+                  "moves": ["%s: %s -> %d" % (t, ",".join(str(s) for s in now) or "none", to)
+                            for t, now, to in moves],
                   "steps": self.steps, "changed": want != before}
         if want == before:
             self.step("already %d shard(s)" % want)
@@ -274,6 +316,7 @@ class Scaler(object):
         plan = self.plan(before, want)
         if check_mode:
             self.steps.extend("would " + s for s in plan)
+            result["diff"] = self.predict(before, want, base_sts, config, unsharded)
             return result
         try:
             if want > before:
@@ -296,6 +339,43 @@ class Scaler(object):
                           msg="%s; rolled back to %d shard(s)" % (exc, before))
         return result
 
+    def predict(self, before, want, base_sts, config, unsharded):
+        """Check mode: every object the run would write, each accepted by the API server in a
+        server-side dry run (schema, admission, RBAC), as Ansible diff entries."""
+        diff = []
+
+        def entry(kind, name, before_text, after_text):
+            header = "%s %s/%s" % (kind, self.ns, name)
+            diff.append({"before_header": header, "after_header": header,
+                         "before": before_text, "after": after_text})
+
+        for shard in range(before, want):
+            cm, sts = self.shard_objects(shard, want, base_sts, config)
+            self.core.create_namespaced_config_map(self.ns, cm, dry_run="All")
+            self.apps.create_namespaced_stateful_set(self.ns, sts, dry_run="All")
+            entry("ConfigMap", cm["metadata"]["name"], "", self.yaml.safe_dump(cm))
+            entry("StatefulSet", sts["metadata"]["name"], "", self.yaml.safe_dump(sts))
+        for shard in range(min(before, want)):
+            name = shards_.configmap_name(self.base_cm, self.base, shard)
+            _, old = self.read_config(name)
+            text, annotations = self.shard_config(shard, want, config, unsharded)
+            body = {"data": {self.p["configmap_key"]: text}}
+            if annotations is not None:
+                body["metadata"] = {"annotations": annotations}
+            self.core.patch_namespaced_config_map(name, self.ns, body, dry_run="All")
+            entry("ConfigMap", name, old, text)
+        for shard in range(want, before):
+            sts_name = shards_.statefulset_name(self.base, shard)
+            cm_name = shards_.configmap_name(self.base_cm, self.base, shard)
+            _, old = self.read_config(cm_name)
+            self.apps.delete_namespaced_stateful_set(sts_name, self.ns, dry_run="All")
+            self.core.delete_namespaced_config_map(cm_name, self.ns, dry_run="All")
+            entry("ConfigMap", cm_name, old, "")
+            entry("StatefulSet", sts_name, "(1 replica)", "")
+        self.step("the API server accepted every change in a server-side dry run (%d objects)"
+                  % len(diff))
+        return diff
+
     def plan(self, before, want):
         if want > before:
             return (["create %s (ConfigMap and StatefulSet, modulus %d)" % (
@@ -310,12 +390,7 @@ class Scaler(object):
     def reconfigure(self, shards, modulus, config, unsharded):
         for shard in shards:
             name = shards_.configmap_name(self.base_cm, self.base, shard)
-            if modulus == 1 and shard == 0:
-                text, annotations = unsharded, {shards_.UNSHARDED: None}
-            else:
-                text = self.yaml.safe_dump(shards_.render(config, shard, modulus),
-                                           sort_keys=False)
-                annotations = {shards_.UNSHARDED: unsharded} if shard == 0 else None
+            text, annotations = self.shard_config(shard, modulus, config, unsharded)
             self.put_config(name, text, annotations)
             self.step("%s: modulus %d" % (name, modulus))
             self.restart(shard, modulus)
@@ -360,10 +435,13 @@ def main():
     except Exception as exc:  # ApiException and the like, before any change
         module.fail_json(msg="%s: %s" % (type(exc).__name__, str(exc).splitlines()[0][:400]))
     if not result.get("msg"):
-        result["msg"] = "%s; targets per shard: %s" % (
+        result["msg"] = "%s; targets per shard: %s; moves (target: shards now -> shard): %s" % (
             "; ".join(result["steps"]) or "nothing to do",
             "; ".join("%s: %s" % (k, ", ".join(v) or "none")
-                      for k, v in sorted(result["assignment"].items())))
+                      for k, v in sorted(result["assignment"].items())),
+            "; ".join(result["moves"]) or "none")
+    if not module._diff:
+        result.pop("diff", None)
     if result.get("failed"):
         module.fail_json(**result)
     module.exit_json(**result)

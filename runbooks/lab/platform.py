@@ -385,7 +385,8 @@ def tree(a: Addresses) -> dict[str, str]:
         config = {"apiVersion": "v1", "kind": "ConfigMap",
                   "metadata": {"name": "prometheus-agent-config"},
                   "data": {"prometheus.yml": topology.agent_config(
-                      cluster, a.agent(i), a.canary(i), receiver)}}
+                      cluster, a.agent(i), a.canary(i), receiver,
+                      topology.agent_control_plane_targets(a))}}
         overlays[(cluster, "prometheus-agent")] = {
             "lab-addresses.yaml": _ip_patch("StatefulSet", "prometheus-agent", a.agent(i)),
             "lab-config.yaml": _dump(config)}

@@ -115,7 +115,20 @@ def objstore_yaml(bucket: str, endpoint: str, access_key: str, secret_key: str) 
     )
 
 
-def agent_config(cluster: str, agent: str, canary: str, receiver_url: str) -> str:
+def agent_config(cluster: str, agent: str, canary: str, receiver_url: str,
+                 control_plane: tuple[str, ...] = ()) -> str:
+    """An agent's prometheus.yml. `control_plane`: more scrape targets (the lab's etcd and
+    kwok), so that scale-agents has targets to share out; only their `process_*` and
+    `go_goroutines` series are kept, to spare the receivers."""
+    extra = ""
+    if control_plane:
+        targets = ", ".join(f"'{t}'" for t in control_plane)
+        extra = (
+            "  - job_name: lab-control-plane\n"
+            f"    static_configs: [{{targets: [{targets}]}}]\n"
+            "    metric_relabel_configs:\n"
+            "      - {source_labels: [__name__], regex: 'process_.*|go_goroutines',"
+            " action: keep}\n")
     return (
         "global:\n"
         "  scrape_interval: 5s\n"
@@ -125,11 +138,19 @@ def agent_config(cluster: str, agent: str, canary: str, receiver_url: str) -> st
         f"    static_configs: [{{targets: ['{agent}:9090']}}]\n"
         "  - job_name: canary\n"
         f"    static_configs: [{{targets: ['{canary}:8080']}}]\n"
+        f"{extra}"
         "remote_write:\n"
         f"  - url: {receiver_url}\n"
         "    name: thanos-receive\n"
         "    queue_config: {batch_send_deadline: 2s, max_backoff: 2s}\n"
     )
+
+
+def agent_control_plane_targets(a: Addresses) -> tuple[str, ...]:
+    """The lab's control-plane /metrics every agent scrapes besides itself and its canary:
+    etcd's client and metrics ports and kwok (processes no test stops), so that an agent has
+    five targets for scale-agents to share out."""
+    return (f"{a.apiserver}:2379", f"{a.apiserver}:2381", f"{a.node}:10247")
 
 
 def prometheus_config(addresses: Addresses, rules: Path) -> str:

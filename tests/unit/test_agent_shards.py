@@ -83,3 +83,43 @@ def test_a_shard_statefulset_is_the_base_with_its_own_name_selector_and_config()
         "prometheus-agent-shard-2-config"
     assert base["spec"]["template"]["spec"]["volumes"][0]["configMap"]["name"] == \
         "prometheus-agent-config"  # the base is not modified
+
+
+def test_moves_name_every_target_whose_shard_changes() -> None:
+    targets = [f"10.0.0.{i}:9100" for i in range(20)]
+    two = agent_shards.assignment(targets, 2)
+    # From one shard to two: exactly the targets that hash to shard 1 leave shard 0.
+    moves = agent_shards.moves({0: targets}, targets, 2)
+    assert moves == [(t, (0,), 1) for t in two[1]]
+    # Back to one: shard 1's targets return to shard 0; nothing else moves.
+    assert agent_shards.moves(two, targets, 1) == [(t, (1,), 0) for t in two[1]]
+    # A target on no shard, or on two, is a move too (to where it belongs).
+    current = {0: [targets[0]], 1: [targets[0]]}
+    found = dict((t, (now, to)) for t, now, to in agent_shards.moves(current, targets[:2], 1))
+    assert found == {targets[0]: ((0, 1), 0), targets[1]: ((), 0)}
+    assert agent_shards.moves(two, targets, 2) == []
+
+
+def test_a_partition_is_each_target_on_exactly_one_shard() -> None:
+    from runbooks.scale_agents import partition_problems
+
+    good = {"a-0": (["t1", "t2"], ["t3"]), "a-shard-1-0": (["t3"], ["t1", "t2"])}
+    assert partition_problems(good, 2) == []
+    doubled = {"a-0": (["t1", "t2"], []), "a-shard-1-0": (["t2"], ["t1"])}
+    assert partition_problems(doubled, 2) == ["t2 on 2 shards (a-0, a-shard-1-0)"]
+    # A Prometheus that has not applied its targets yet reports them nowhere.
+    lost = {"a-0": ([], []), "a-shard-1-0": (["t3"], ["t1"])}
+    assert partition_problems(lost, 2) == ["t1 on 0 shards (none)"]
+    assert partition_problems(good, 3)[0] == "2 Ready shards, 3 wanted"
+
+
+def test_replicas_other_than_one_are_refused_naming_sharding() -> None:
+    from pydantic import ValidationError
+
+    from runbooks.scale_agents import ScaleAgentsParams
+
+    with pytest.raises(ValidationError, match="agents are sharded, not HA-replicated"):
+        ScaleAgentsParams(shards=1, replicas=2)
+    with pytest.raises(ValidationError, match="shards"):
+        ScaleAgentsParams(shards=0)
+    assert ScaleAgentsParams(shards=2).replicas == 1
