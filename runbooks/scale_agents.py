@@ -68,6 +68,8 @@ from runbooks.inventory import ClusterConfig
 from runbooks.model import Gate, GateResult, Params, Runbook, RunContext
 
 MAX_SHARDS = 16
+#: Every shard's pods carry the agent's name label (the shard StatefulSets copy it).
+AGENT_SELECTOR = "app.kubernetes.io/name=prometheus-agent"
 
 
 class ScaleAgentsParams(Params):
@@ -110,8 +112,19 @@ def series_per_job(cluster: ClusterConfig) -> dict[str, int]:
     return {str(r["metric"].get("job")): int(r["value"]) for r in rows}
 
 
+def unready_shards(cluster: ClusterConfig) -> list[str]:
+    """The agent's pods (every shard) that are not Ready."""
+    kube = module_utils("kube")
+    return sorted(p.metadata.name for p in kube.core(kube_api(cluster)).list_namespaced_pod(
+        cluster.namespace, label_selector=AGENT_SELECTOR).items if not kube.is_ready(p))
+
+
 def baseline(ctx: RunContext, cluster: ClusterConfig) -> GateResult:
     """Every shard Ready and delivering; the series per job recorded for the post-gate."""
+    unready = unready_shards(cluster)
+    if unready:
+        return GateResult(False, f"{', '.join(unready)} not Ready: make every shard Ready"
+                          " first (agent-health, restart-agent)")
     result = shards_delivering(ctx, cluster)
     if not result.ok or cluster.query_url is None:
         return result
@@ -126,7 +139,7 @@ def shard_targets(cluster: ClusterConfig) -> dict[str, tuple[list[str], list[str
     client = kube_api(cluster)
     found = {}
     for pod in kube.core(client).list_namespaced_pod(
-            cluster.namespace, label_selector="app.kubernetes.io/name=prometheus-agent").items:
+            cluster.namespace, label_selector=AGENT_SELECTOR).items:
         if not kube.is_ready(pod):
             continue
         body = json.loads(kube.proxy_get(client, cluster.namespace, pod.metadata.name, 9090,
@@ -248,10 +261,12 @@ class ScaleAgents(Runbook):
         managed = [c.name for c in ctx.clusters if c.agent_application]
         if managed and not params.allow_drift and not ctx.check_mode:
             raise PreconditionFailed(
-                f"{', '.join(managed)}: the agent is ArgoCD Application"
-                " (wk_agent_application); self-heal would revert shard 0's ConfigMap and prune"
-                " nothing it does not track: commit the shards to git, or pause self-heal and"
-                " pass -e allow_drift=true")
+                f"{', '.join(managed)}: the agent is an ArgoCD Application"
+                " (wk_agent_application) and scale-agents does not commit to git (no GitOps"
+                " mode yet): self-heal would revert shard 0's ConfigMap, and ArgoCD would not"
+                " track the new shards. Commit the shards to the config repository (--check"
+                " --diff prints the objects), or pause self-heal for the change and pass"
+                " -e allow_drift=true")
 
     def extravars(self, ctx: RunContext) -> dict[str, Any]:
         """The shard count per cluster at the start, for the rollback."""
