@@ -258,6 +258,14 @@ class ScaleAgents(Runbook):
     def validate(self, ctx: RunContext) -> None:
         require_workload(self.name, ctx)
         params: Any = ctx.params
+        for cluster in ctx.clusters:
+            plan = cluster.agent_shard_pod_annotations
+            missing = [str(s) for s in range(1, params.shards) if plan and str(s) not in plan]
+            if missing:
+                raise PreconditionFailed(
+                    f"{cluster.name}: wk_agent_shard_pod_annotations has no entry for shard(s)"
+                    f" {', '.join(missing)} (it covers {', '.join(sorted(plan, key=int))}):"
+                    " add them (e.g. the shard's address), or ask for fewer shards")
         managed = [c.name for c in ctx.clusters if c.agent_application]
         if managed and not params.allow_drift and not ctx.check_mode:
             raise PreconditionFailed(

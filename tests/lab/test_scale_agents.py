@@ -191,6 +191,11 @@ def test_bad_input_is_refused_before_any_change(
     result, _ = run(lab, tmp_path, "scale-agents", CLUSTER, "-e", "shards=1", "-e", "replicas=2")
     assert result.returncode == 2
     assert "agents are sharded, not HA-replicated" in result.stderr + result.stdout
+    beyond = topology.AGENT_SHARDS + 1  # more shards than the lab's address plan has
+    result, journal = run(lab, tmp_path, "scale-agents", CLUSTER, "-e", f"shards={beyond}",
+                          "-e", "allow_drift=true")
+    assert result.returncode != 0
+    assert "wk_agent_shard_pod_annotations has no entry for shard(s) 4" in journal["message"]
     result, journal = run(lab, tmp_path, "scale-agents", CLUSTER, "-e", "shards=2")
     assert result.returncode != 0
     assert "wk_agent_application" in journal["message"] and "allow_drift" in journal["message"]
