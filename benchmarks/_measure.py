@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import statistics
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -76,3 +79,22 @@ def measure(cmd: Sequence[str], env: Mapping[str, str] | None = None,
 
 def median(values: Sequence[float]) -> float:
     return statistics.median(values)
+
+
+def run_runbook(inventory: Path, env: Mapping[str, str], runbook: str,
+                limit: str, *extra: str) -> tuple[float, dict]:
+    """`watchkeeper run RUNBOOK` against a lab as an operator runs it: (seconds, journal).
+    Exits naming the runbook and its message when the run fails."""
+    run_dir = Path(tempfile.mkdtemp(prefix="wk-bench-run-"))
+    began = time.perf_counter()
+    proc = subprocess.run(
+        [str(Path(__file__).resolve().parent.parent / ".venv" / "bin" / "watchkeeper"), "run",
+         runbook, "-i", str(inventory), "--limit", limit, "--run-dir", str(run_dir),
+         "--output", "json", *extra],
+        capture_output=True, text=True, env={**os.environ, **env})
+    seconds = time.perf_counter() - began
+    journal = json.loads((run_dir / "journal.json").read_text())
+    shutil.rmtree(run_dir, ignore_errors=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"{runbook} {' '.join(extra)} failed: {journal.get('message')}")
+    return seconds, journal

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,25 +22,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks._measure import run_runbook  # noqa: E402
 from runbooks.lab import Lab, topology  # noqa: E402
 
 SCRAPE_SECONDS = 5
 
 
 def run(lab: Lab, runbook: str, *extra: str) -> tuple[float, dict]:
-    run_dir = Path(tempfile.mkdtemp(prefix="wk-bench-run-"))
-    began = time.perf_counter()
-    proc = subprocess.run(
-        [str(REPO / ".venv" / "bin" / "watchkeeper"), "run", runbook, "-i",
-         str(lab.inventory_dir), "--limit", "observability", "--run-dir", str(run_dir),
-         "--output", "json", *extra],
-        capture_output=True, text=True, env={**os.environ, **lab.env()})
-    seconds = time.perf_counter() - began
-    journal = json.loads((run_dir / "journal.json").read_text())
-    shutil.rmtree(run_dir, ignore_errors=True)
-    if proc.returncode != 0:
-        raise SystemExit(f"{runbook} {' '.join(extra)} failed: {journal.get('message')}")
-    return seconds, journal
+    return run_runbook(lab.inventory_dir, lab.env(), runbook, "observability", *extra)
 
 
 def step_message(journal: dict) -> str:

@@ -12,39 +12,23 @@ leaves it with one shard.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import re
-import shutil
-import subprocess
 import sys
-import tempfile
-import time
 from datetime import datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks._measure import run_runbook  # noqa: E402
 from runbooks.lab import Lab, topology  # noqa: E402
 
 STEP_TIME = re.compile(r"^(?P<what>.*) \((?P<seconds>\d+) s\)$")
 
 
 def run(lab: Lab, cluster: str, shards: int) -> tuple[float, dict]:
-    run_dir = Path(tempfile.mkdtemp(prefix="wk-bench-run-"))
-    began = time.perf_counter()
-    proc = subprocess.run(
-        [str(REPO / ".venv" / "bin" / "watchkeeper"), "run", "scale-agents", "-i",
-         str(lab.inventory_dir), "--limit", cluster, "--run-dir", str(run_dir),
-         "--output", "json", "-e", f"shards={shards}", "-e", "allow_drift=true"],
-        capture_output=True, text=True, env={**os.environ, **lab.env()})
-    seconds = time.perf_counter() - began
-    journal = json.loads((run_dir / "journal.json").read_text())
-    shutil.rmtree(run_dir, ignore_errors=True)
-    if proc.returncode != 0:
-        raise SystemExit(f"scale-agents shards={shards} failed: {journal.get('message')}")
-    return seconds, journal
+    return run_runbook(lab.inventory_dir, lab.env(), "scale-agents", cluster,
+                       "-e", f"shards={shards}", "-e", "allow_drift=true")
 
 
 def report(label: str, seconds: float, journal: dict) -> None:

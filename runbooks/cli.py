@@ -375,7 +375,7 @@ def cmd_logs(args: argparse.Namespace, out: Console, err: Console) -> int:
             sys.stdout.write(f"[pod/{pod}] {line}\n")
             sys.stdout.flush()
         try:
-            follow_logs(cluster, [log.pod for log in logs], None, args.grep, emit)
+            follow_logs(cluster, [log.pod for log in logs], args.grep, emit)
         except KeyboardInterrupt:
             return 0
     return 1 if failed else 0

@@ -242,8 +242,7 @@ def _api_reason(exc: Exception, what: str, cluster: ClusterConfig) -> str:
     return f"{what}: HTTP {status} {getattr(exc, 'reason', '')}: {body[:300]}".rstrip(": ")
 
 
-def follow_logs(cluster: ClusterConfig, pods: list[str], since_seconds: int | None,
-                grep: str | None, emit: Any) -> None:
+def follow_logs(cluster: ClusterConfig, pods: list[str], grep: str | None, emit: Any) -> None:
     """Stream new lines of each pod (one thread per pod) until interrupted."""
     import threading
 
@@ -255,11 +254,9 @@ def follow_logs(cluster: ClusterConfig, pods: list[str], since_seconds: int | No
     api = k.CoreV1Api(kube_api(cluster))
 
     def stream(name: str) -> None:
-        kwargs: dict[str, Any] = {"follow": True, "_preload_content": False, "tail_lines": 0}
-        if since_seconds is not None:
-            kwargs = {"follow": True, "_preload_content": False,
-                      "since_seconds": since_seconds}
-        response: Any = api.read_namespaced_pod_log(name, cluster.namespace, **kwargs)
+        # New lines only: what was there is printed by read_logs before.
+        response: Any = api.read_namespaced_pod_log(name, cluster.namespace, follow=True,
+                                                    tail_lines=0, _preload_content=False)
         for raw in response.stream():
             for line in raw.decode("utf-8", "replace").splitlines():
                 if pattern is None or pattern.search(line):
