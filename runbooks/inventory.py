@@ -189,6 +189,10 @@ class ClusterConfig(BaseModel):
     agent_application: str = ""
     # scale-agents: pod annotations per shard number (e.g. an address plan: the lab's IPs).
     agent_shard_pod_annotations: dict[str, dict[str, str]] = Field(default_factory=dict)
+    # scale-prometheus: a full Prometheus server StatefulSet whose replicas are an HA set, and
+    # the external label that tells them apart (the one Thanos Query deduplicates on).
+    prometheus_statefulset: str = ""
+    prometheus_replica_label: str = "replica"
     resync_mode: Literal["argocd", "apply"] = "argocd"
     kubectl: str = "kubectl"
     data_volume_paths: tuple[str, ...] = ()

@@ -27,6 +27,7 @@ BUILTIN = (
     "runbooks.agent_health",
     "runbooks.restart_agent",
     "runbooks.scale_agents",  # scale-agents (issue 6)
+    "runbooks.scale_prometheus",  # scale-prometheus: HA replicas of a Prometheus server (issue 6)
     "runbooks.backup_bucket",
     "runbooks.restore_bucket",
     "runbooks.checklists",  # checklist-daily, checklist-weekly, checklist-monthly (issue 7)

@@ -47,9 +47,8 @@ Check mode prints the plan, the predicted assignment and every target that would
 sends each write as a server-side dry run (the API server validates the new objects); with
 --diff the objects themselves. GitOps: the agent's objects are git's; this runbook does not
 commit shards to the config repository yet (see validate's refusal for what to do).
-HA replicas are for full Prometheus servers (two identical servers, a unique `replica`
-external label, Query deduplicating on it); the lab runs no Prometheus server in Kubernetes,
-so that path is not automated here.
+HA replicas are for full Prometheus servers (identical servers, a unique `replica` external
+label, Query deduplicating on it): that is scale-prometheus (runbooks/scale_prometheus.py).
 """
 
 from __future__ import annotations
@@ -94,8 +93,9 @@ class ScaleAgentsParams(Params):
                 "agents are sharded, not HA-replicated: two agents with the same targets"
                 " remote-write every series twice under the same labels (an agent has no"
                 " replica label Thanos Query could deduplicate on); set -e shards=N to share"
-                " the targets over N agents instead, and keep replicas=1. HA pairs (replica"
-                " external label, Query --query.replica-label) are for full Prometheus servers")
+                " the targets over N agents instead, and keep replicas=1. HA replicas (replica"
+                " external label, Query --query.replica-label) are for full Prometheus servers:"
+                " scale-prometheus")
         return value
 
 

@@ -111,6 +111,18 @@ def queue_positions(samples):
     return out
 
 
+def queue_drained(samples, slack=1.0):
+    """(done, detail): the remote-write queues hold nothing (no pending samples) and have sent
+    up to the newest sample ingested (within `slack` seconds): removing the Prometheus now
+    drops nothing it scraped."""
+    pending = total(samples, "prometheus_remote_storage_samples_pending") or 0
+    newest = maximum(samples, HIGHEST)
+    sent = maximum(samples, SENT_TS)
+    lag = None if newest is None or sent is None else max(0.0, newest - sent)
+    done = pending == 0 and lag is not None and lag <= slack
+    return done, "pending %d, lag %s" % (pending, "?" if lag is None else "%.0f s" % lag)
+
+
 def caught_up(samples, restarted_at, lag_threshold):
     """(done, detail): every queue has sent a sample newer than the restart and its lag is
     at most `lag_threshold` seconds."""

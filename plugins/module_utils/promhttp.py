@@ -84,8 +84,9 @@ def tcp_probe(url, timeout=3.0):
         return classify(exc)
 
 
-def query(base, promql, timeout=30.0, at=None):
-    """An instant query against a Prometheus-compatible API (Thanos Query deduplicates):
+def query(base, promql, timeout=30.0, at=None, dedup=None):
+    """An instant query against a Prometheus-compatible API (Thanos Query deduplicates by
+    default; `dedup=False` asks it for every replica's series):
     ([{"metric": labels, "value": float}], error). Never raises for HTTP or query errors."""
     import json
     from urllib.parse import urlencode
@@ -93,6 +94,8 @@ def query(base, promql, timeout=30.0, at=None):
     params = {"query": promql}
     if at is not None:
         params["time"] = "%.3f" % at
+    if dedup is not None:
+        params["dedup"] = "true" if dedup else "false"
     fetched = get("%s/api/v1/query?%s" % (base.rstrip("/"), urlencode(params)), timeout)
     try:
         data = json.loads(fetched.body) if fetched.body else {}

@@ -60,6 +60,7 @@ import json
 import time
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.watchkeeper.platform.plugins.module_utils import agent_health
 from ansible_collections.watchkeeper.platform.plugins.module_utils import agent_shards as shards_
 from ansible_collections.watchkeeper.platform.plugins.module_utils import kube, promtext
 
@@ -248,15 +249,7 @@ class Scaler(object):
                                       "metrics", timeout=self.p["timeout"])
             except Exception as exc:
                 return False, str(exc).splitlines()[0][:120]
-            samples = promtext.parse(text)
-            pending = promtext.total(samples, "prometheus_remote_storage_samples_pending") or 0
-            newest = promtext.maximum(samples,
-                                      "prometheus_remote_storage_highest_timestamp_in_seconds")
-            sent = promtext.maximum(
-                samples, "prometheus_remote_storage_queue_highest_sent_timestamp_seconds")
-            lag = None if newest is None or sent is None else max(0.0, newest - sent)
-            done = pending == 0 and lag is not None and lag <= 1.0
-            return done, "pending %d, lag %s" % (pending, "?" if lag is None else "%.0f s" % lag)
+            return agent_health.queue_drained(promtext.parse(text))
 
         ok, detail, _ = kube.wait_for("%s drained" % name, empty, self.p["drain_timeout"])
         if not ok:

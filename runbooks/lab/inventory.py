@@ -90,6 +90,8 @@ def write_lab_inventory(directory: Path, a: Addresses, versions: dict[str, str],
         # GitOps-mode scaling commits the receivers' replicas to this Kustomization.
         "wk_receive_replicas_git_path": "clusters/observability/thanos-receive/"
                                         "kustomization.yaml",
+        # The platform's own Prometheus server (HA replicas: scale-prometheus).
+        "wk_prometheus_statefulset": "prometheus",
     }
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "group_vars").mkdir(exist_ok=True)

@@ -235,6 +235,33 @@ def _alertmanager_base() -> dict[str, str]:
             "configmap.yaml": _dump(config)}
 
 
+def _prometheus_base() -> dict[str, str]:
+    """A full Prometheus server (the platform's own monitoring) as a StatefulSet whose
+    replicas are an HA set: each pod's `replica` external label is its name (POD_NAME from
+    the downward API, expanded by --enable-feature=expand-external-labels)."""
+    labels = {"app.kubernetes.io/name": "prometheus"}
+    container = {
+        "name": "prometheus", "image": PROMETHEUS_IMAGE,
+        "args": ["--config.file=/etc/prometheus/prometheus.yml",
+                 "--storage.tsdb.path=/prometheus", "--storage.tsdb.retention.time=6h",
+                 "--enable-feature=expand-external-labels",
+                 "--web.listen-address=0.0.0.0:9090"],
+        "env": [{"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+        "ports": _ports(http=9090), "readinessProbe": _probe("http"),
+        "volumeMounts": [{"name": "data", "mountPath": "/prometheus"},
+                         {"name": "config", "mountPath": "/etc/prometheus"}],
+    }
+    volumes = [{"name": "config", "configMap": {"name": "prometheus-config"}}]
+    config = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "prometheus-config"},
+              "data": {"prometheus.yml": "# set per cluster by its overlay\n"}}
+    return {"kustomization.yaml": _kustomization(["statefulset.yaml", "service.yaml",
+                                                  "configmap.yaml"]),
+            "statefulset.yaml": _dump(_statefulset("prometheus", labels, container, volumes,
+                                                   grace=120)),
+            "service.yaml": _dump(_service("prometheus", labels, {"http": 9090})),
+            "configmap.yaml": _dump(config)}
+
+
 def _agent_base() -> dict[str, str]:
     labels = {"app.kubernetes.io/name": "prometheus-agent"}
     container = {
@@ -346,7 +373,7 @@ def tree(a: Addresses) -> dict[str, str]:
     }
     bases = {"thanos-receive": _receive_base(), "thanos-query": _query_base(),
              "thanos-store": _store_base(), "alertmanager": _alertmanager_base(),
-             "prometheus-agent": _agent_base(),
+             "prometheus-agent": _agent_base(), "prometheus": _prometheus_base(),
              "watchkeeper": {"kustomization.yaml": _kustomization(["rbac.yaml"]),
                              "rbac.yaml": WATCHKEEPER_RBAC}}
     for component, content in bases.items():
@@ -378,6 +405,14 @@ def tree(a: Addresses) -> dict[str, str]:
             "lab-addresses.yaml": _ip_patch("StatefulSet", "thanos-store", a.store)},
         (OBSERVABILITY, "alertmanager"): {
             "lab-addresses.yaml": _ip_patch("StatefulSet", "alertmanager", a.alertmanager)},
+        (OBSERVABILITY, "prometheus"): {
+            "lab-addresses.yaml": _ip_patch("StatefulSet", "prometheus",
+                                            a.prometheus_replica(0)),
+            "lab-config.yaml": _dump({
+                "apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": "prometheus-config"},
+                "data": {"prometheus.yml": topology.prometheus_server_config(
+                    a, f"http://{a.receiver(topology.RECEIVERS - 1)}:19291/api/v1/receive")}})},
         (OBSERVABILITY, "watchkeeper"): {},
     }
     for i, cluster in enumerate(topology.CLUSTERS):
@@ -472,6 +507,7 @@ def persistent_volumes(root: str) -> list[dict[str, Any]]:
     lab has no storage provisioner; Retain, so a scale-down never loses a receiver's data)."""
     claims = [("monitoring", f"data-thanos-receive-{i}") for i in range(MAX_RECEIVERS)]
     claims += [("monitoring", "data-thanos-store-0"), ("monitoring", "data-alertmanager-0")]
+    claims += [("monitoring", f"data-prometheus-{i}") for i in range(topology.PROMETHEUS_REPLICAS)]
     claims += [(c, "data-prometheus-agent-0") for c in topology.CLUSTERS]
     # scale-agents' shards 1..AGENT_SHARDS-1 (StatefulSets prometheus-agent-shard-N).
     claims += [(c, f"data-prometheus-agent-shard-{s}-0") for c in topology.CLUSTERS

@@ -14,6 +14,8 @@ from pathlib import Path
 
 CLUSTERS = ("k8s-cluster-01", "k8s-cluster-02")
 RECEIVERS = 3
+#: Replicas scale-prometheus may run of the observability cluster's Prometheus server.
+PROMETHEUS_REPLICAS = 3
 #: Agents per workload cluster scale-agents may make in the lab (addresses .33-.38).
 AGENT_SHARDS = 4
 REPLICATION_FACTOR = 2
@@ -79,6 +81,11 @@ class Addresses:
     @property
     def prometheus(self) -> str:
         return self.ip(50)
+
+    def prometheus_replica(self, ordinal: int) -> str:
+        """Pod `ordinal` of the observability cluster's Prometheus server StatefulSet
+        (`prometheus`, HA replicas: scale-prometheus); .52-.54."""
+        return self.ip(52 + ordinal)
 
     @property
     def alertmanager(self) -> str:
@@ -151,6 +158,30 @@ def agent_control_plane_targets(a: Addresses) -> tuple[str, ...]:
     etcd's client and metrics ports and kwok (processes no test stops), so that an agent has
     five targets for scale-agents to share out."""
     return (f"{a.apiserver}:2379", f"{a.apiserver}:2381", f"{a.node}:10247")
+
+
+def prometheus_server_config(addresses: Addresses, receiver_url: str) -> str:
+    """prometheus.yml of the observability cluster's Prometheus server StatefulSet. Every
+    replica scrapes the same targets and remote-writes to the receivers; `replica` is the pod's
+    name (`--enable-feature=expand-external-labels`, POD_NAME from the pod's metadata), the
+    label Thanos Query deduplicates HA replicas on."""
+    return (
+        "global:\n"
+        "  scrape_interval: 5s\n"
+        "  external_labels: {cluster: observability, replica: '${POD_NAME}'}\n"
+        "scrape_configs:\n"
+        "  - job_name: alertmanager\n"
+        f"    static_configs: [{{targets: ['{addresses.alertmanager}:9093']}}]\n"
+        "    metric_relabel_configs:\n"
+        "      - {source_labels: [__name__], regex: 'process_.*|go_goroutines', action: keep}\n"
+        "  - job_name: thanos-store\n"
+        f"    static_configs: [{{targets: ['{addresses.store}:10902']}}]\n"
+        "    metric_relabel_configs:\n"
+        "      - {source_labels: [__name__], regex: 'process_.*|go_goroutines', action: keep}\n"
+        "remote_write:\n"
+        f"  - url: {receiver_url}\n"
+        "    name: thanos-receive\n"
+    )
 
 
 def prometheus_config(addresses: Addresses, rules: Path) -> str:
