@@ -77,13 +77,6 @@ def per_job(cluster: ClusterConfig) -> dict[str, int]:
     return {str(r["metric"].get("job")): int(r["value"]) for r in rows}
 
 
-def replicas_in_query(cluster: ClusterConfig) -> dict[str, int]:
-    """{replica label value: `up` series} as Query sees them without deduplication."""
-    label = cluster.prometheus_replica_label
-    rows = query(cluster, f"count by ({label}) ({selector(cluster)})", dedup=False)
-    return {str(r["metric"].get(label)): int(r["value"]) for r in rows}
-
-
 def loaded_external_labels(cluster: ClusterConfig, pod: str) -> dict[str, str]:
     """The external labels of the configuration the pod's Prometheus loaded."""
     import yaml
@@ -139,8 +132,10 @@ def replicas_seen(ctx: RunContext, cluster: ClusterConfig) -> GateResult:
     deadline = time.monotonic() + params.settle_timeout
     while True:
         label = cluster.prometheus_replica_label
-        fresh = query(cluster, f"count by ({label}) (timestamp({selector(cluster)}) > time()"
-                      f" - 30)", dedup=False)
+        # One per target and replica (undeduplicated, the receivers' copies are separate
+        # series too: grouped away).
+        fresh = query(cluster, f"count by ({label}) (group by ({label}, job, instance)"
+                      f" (timestamp({selector(cluster)}) > time() - 30))", dedup=False)
         seen = {str(r["metric"].get(label)): int(r["value"]) for r in fresh}
         missing = sorted(r for r in want if seen.get(r, 0) < jobs)
         extra = sorted(set(seen) - want)

@@ -100,7 +100,7 @@ class HAScaler(object):
         return (config.get("global") or {}).get("external_labels") or {}
 
     def targets(self, pod):
-        body = json.loads(self.get(pod, "api/v1/targets?state=active"))["data"]
+        body = json.loads(self.get(pod, "api/v1/targets"))["data"]
         return sorted(t["discoveredLabels"]["__address__"] for t in body["activeTargets"])
 
     def pods(self):
@@ -166,6 +166,9 @@ class HAScaler(object):
     def wait_gone(self, count):
         def gone():
             pods = self.pods()
+            if len(pods) <= count:
+                self.labels = dict((n, v) for n, v in self.labels.items()
+                                   if n in set(p.metadata.name for p in pods))
             return len(pods) <= count, "%d pods" % len(pods)
 
         ok, detail, _ = kube.wait_for("%s down to %d" % (self.name, count), gone,
@@ -212,6 +215,7 @@ class HAScaler(object):
                     self.drained(pod)
                 self.scale(want)
                 self.wait_gone(want)
+            result["labels"] = self.labels
         except Exception as exc:
             self.rollback(before, reference)
             result.update(after=before, failed=True, rolled_back=True,

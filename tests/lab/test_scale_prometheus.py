@@ -145,7 +145,7 @@ def test_bad_input_is_refused_before_any_change(
     inventory = inventory_with(lab, tmp_path, CLUSTER, wk_prometheus_replica_label="prom_replica")
     result, journal = run(lab, tmp_path, "scale-prometheus", CLUSTER, "-e", "replicas=2",
                           inventory=inventory)
-    assert result.returncode == 1, result.stdout
+    assert result.returncode == 3, result.stdout  # a pre-gate failed: nothing changed
     gate = next(s for s in journal["steps"] if s["phase"] == "pre-gate")
     assert "prometheus-0 has no external label 'prom_replica'" in gate["message"], gate
     assert "expand-external-labels" in gate["message"]
