@@ -13,8 +13,9 @@ The procedure:
 1. validate: the clusters name the StatefulSet (wk_prometheus_statefulset) and a kube context;
    1 <= replicas <= 10;
 2. pre-gate: every replica Ready, each reporting its own name as the replica label (before
-   going above one replica); Query's deduplicated answer carries no replica label (it
-   deduplicates on it); the deduplicated series per job recorded as the baseline;
+   going above one replica); each delivering (fresh series in Query); Query's deduplicated
+   answer carries no replica label (it deduplicates on it); the deduplicated series per job
+   recorded as the baseline;
 3. up: the StatefulSet scaled; each new replica Ready, with its own label, scraping what
    replica 0 scrapes. down: each surplus replica's remote-write queue drained (what it
    scraped is in the receivers), then the StatefulSet scaled down; claims kept;
@@ -40,6 +41,8 @@ from runbooks.inventory import ClusterConfig
 from runbooks.model import Gate, GateResult, Params, Runbook, RunContext
 
 MAX_REPLICAS = 10
+#: A replica delivers when Query has a sample of it newer than this (seconds).
+FRESH = 30
 
 
 class ScalePrometheusParams(Params):
@@ -112,6 +115,12 @@ def ha_baseline(ctx: RunContext, cluster: ClusterConfig) -> GateResult:
     problem = ha.dedup_problem(rows, cluster.prometheus_replica_label)
     if problem:
         return GateResult(False, problem)
+    fresh = fresh_replicas(cluster)
+    stale = [p.metadata.name for p in pods if p.metadata.name not in fresh]
+    if stale:
+        return GateResult(False, f"{', '.join(stale)}: no series newer than {FRESH} s in Query;"
+                          " the HA set is not delivering (check its remote write: agent-health"
+                          " reads any Prometheus's queues, receiver-health the receivers)")
     jobs = per_job(cluster)
     if not jobs:
         return GateResult(False, f"Query has no series of {selector(cluster)}: is the server"
@@ -122,21 +131,25 @@ def ha_baseline(ctx: RunContext, cluster: ClusterConfig) -> GateResult:
                       f" {cluster.prometheus_replica_label}; baseline series per job {jobs}")
 
 
+def fresh_replicas(cluster: ClusterConfig) -> dict[str, int]:
+    """{replica: targets} with a sample newer than FRESH seconds in Query, undeduplicated (one
+    per target and replica: the receivers' copies are separate series too, grouped away)."""
+    label = cluster.prometheus_replica_label
+    rows = query(cluster, f"count by ({label}) (group by ({label}, job, instance)"
+                 f" (timestamp({selector(cluster)}) > time() - {FRESH}))", dedup=False)
+    return {str(r["metric"].get(label)): int(r["value"]) for r in rows}
+
+
 def replicas_seen(ctx: RunContext, cluster: ClusterConfig) -> GateResult:
-    """Query sees fresh series from exactly the wanted replicas (waits up to settle_timeout:
-    a new replica's first samples need a scrape and a send; a removed one's go stale after
-    the 5-minute lookback, so only the wanted ones are required, with every job)."""
+    """Query has fresh series from exactly the wanted replicas, each for every job (waits up
+    to settle_timeout: a new replica's first samples need a scrape and a send; a removed
+    one's last samples stay fresh for FRESH seconds)."""
     params: Any = ctx.params
     want = {f"{cluster.prometheus_statefulset}-{i}" for i in range(params.replicas)}
     jobs = len(_BASELINE.get((ctx.run_id, cluster.name), {})) or 1
     deadline = time.monotonic() + params.settle_timeout
     while True:
-        label = cluster.prometheus_replica_label
-        # One per target and replica (undeduplicated, the receivers' copies are separate
-        # series too: grouped away).
-        fresh = query(cluster, f"count by ({label}) (group by ({label}, job, instance)"
-                      f" (timestamp({selector(cluster)}) > time() - 30))", dedup=False)
-        seen = {str(r["metric"].get(label)): int(r["value"]) for r in fresh}
+        seen = fresh_replicas(cluster)
         missing = sorted(r for r in want if seen.get(r, 0) < jobs)
         extra = sorted(set(seen) - want)
         if (not missing and not extra) or time.monotonic() >= deadline:

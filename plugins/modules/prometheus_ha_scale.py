@@ -218,9 +218,11 @@ class HAScaler(object):
             result["labels"] = self.labels
         except Exception as exc:
             self.rollback(before, reference)
+            # Down, nothing was removed before the failure: the set is left as it was.
             result.update(after=before, failed=True, rolled_back=True,
-                          msg="%s; rolled back to %d replica(s)" % (
-                              str(exc).splitlines()[0][:400], before))
+                          msg="%s; %s %d replica(s)" % (
+                              str(exc).splitlines()[0][:400],
+                              "rolled back to" if want > before else "left at", before))
         return result
 
     def rollback(self, before, reference):

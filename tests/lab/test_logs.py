@@ -91,27 +91,30 @@ def test_grep_and_since_narrow_the_lines(lab: Lab) -> None:
     assert grepped and all("level=info" in line for line in grepped)
     assert len(grepped) < len(everything)
 
-    # --since: a cut in the middle of what the receiver wrote keeps only the newer lines.
+    # --since, both ways: a cut after the newest line this run has written returns none of
+    # them; a cut before its first returns all of them. (A young receiver writes its lines
+    # within a second, so a cut "in the middle" cannot be put between them at 1 s precision.)
     # pods/log serves the current run only: an earlier test's restart of the receivers can
-    # start a new run between two calls, so the cut is taken again on the run it reads.
-    for _ in range(5):
-        middle = when(stamped[len(stamped) // 2])
-        since = int(time.time() - middle) + 1
+    # start a new run between two calls, so a changed run is read again.
+    def pod_lines(*args: str) -> list[str]:
         rc, out, err = logs(lab, "receive", "--cluster", "observability", "--pod",
-                            "thanos-receive-0", "--since", f"{since}s")
+                            "thanos-receive-0", *args)
         assert rc == 0, err
-        recent = by_pod(out).get("thanos-receive-0", [])
-        rc, out, err = logs(lab, "receive", "--cluster", "observability", "--pod",
-                            "thanos-receive-0")
-        now = by_pod(out).get("thanos-receive-0", [])
+        return by_pod(out).get("thanos-receive-0", [])
+
+    for _ in range(5):
+        newest = max(when(line) for line in stamped)
+        time.sleep(max(0.0, newest + 3 - time.time()))  # the newest line >= 3 s old
+        after_newest = pod_lines("--since", f"{int(time.time() - newest) - 1}s")
+        before_first = pod_lines("--since", f"{int(time.time() - when(stamped[0])) + 5}s")
+        now = pod_lines()
         if now[:1] == everything[:1]:
             break  # the same run throughout
         everything = now
         stamped = [line for line in everything if TS.search(line)]
-        time.sleep(2)
-    assert 0 < len(recent) < len(everything), (since, stamped[:2], stamped[-2:], recent[:2])
-    cutoff = time.time() - since - 60  # the call above ran a little earlier
-    assert all(when(line) >= cutoff for line in recent if TS.search(line))
+    assert not set(after_newest) & set(stamped), after_newest[:3]
+    assert all(when(line) > newest for line in after_newest if TS.search(line)), after_newest
+    assert set(stamped) <= set(before_first), (len(stamped), len(before_first))
 
 
 def test_an_unknown_component_names_what_exists(lab: Lab) -> None:

@@ -5,7 +5,11 @@ server, remote-writing to the real receivers, and Thanos Query deduplicating the
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import socket
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,10 +17,12 @@ from typing import Any
 import pytest
 import yaml
 
-from runbooks.lab import Lab
+from runbooks.lab import Lab, topology
 from runbooks.lab.network import ensure_address
 from tests.lab.test_checklists import inventory_with
+from tests.lab.test_diagnose import firewalled
 from tests.lab.test_kubernetes import core, kubectl
+from tests.lab.test_lab import poll
 from tests.lab.test_receiver_agent_health import run
 from tests.lab.test_scale_agents import playbook_message
 
@@ -130,6 +136,59 @@ def test_a_replica_that_cannot_start_is_rolled_back(
     assert "prometheus not at 2 Ready replicas" in message, message
     assert "rolled back to 1 replica(s)" in message, message
     assert replicas(lab) == 1 and pods(lab) == ["prometheus-0"]
+
+
+def test_a_failed_post_gate_rolls_back_but_never_drops_an_undrained_replica(
+        lab: Lab, tmp_path: Path, one_replica: None) -> None:
+    """The fault: once the run has scaled the StatefulSet (after the pre-gate found the set
+    delivering), the receiver the servers remote-write to drops their connections (an nftables
+    rule on its remote-write port). The new replica comes up labelled and scraping, but its
+    series never reach Query: the post-gate fails and the rollback goes back to one replica.
+    prometheus-1 holds every sample it scraped, so the rollback refuses to remove it until
+    its queue drains; once the block is lifted, scaling down drains it and removes it."""
+    if shutil.which("nft") is None or os.geteuid() != 0:
+        pytest.skip("blocking remote write needs root and nft (setup installs nftables)")
+    block = firewalled(lab.addresses.receiver(topology.RECEIVERS - 1), 19291)
+    armed, stop = threading.Event(), threading.Event()
+
+    def arm_when_scaled() -> None:
+        while not stop.is_set():
+            if replicas(lab) == 2:
+                block.__enter__()
+                armed.set()
+                return
+            time.sleep(0.3)
+
+    watcher = threading.Thread(target=arm_when_scaled, daemon=True)
+    watcher.start()
+    try:
+        result, journal = run(lab, tmp_path, "scale-prometheus", CLUSTER, "-e", "replicas=2",
+                              "-e", "settle_timeout=15", "-e", "drain_timeout=15")
+        assert armed.is_set(), "the run never scaled the StatefulSet"
+        assert result.returncode == 3, result.stdout  # a post-gate failed
+        gates = {s["name"]: s for s in journal["steps"] if s["phase"] == "post-gate"}
+        assert gates["replicas in Query"]["status"] == "failed", gates
+        missing = gates["replicas in Query"]["message"].split("missing ")[1].split(",")
+        assert "prometheus-1" in [m.strip() for m in missing], gates
+        rollback = next(s for s in journal["steps"] if s["phase"] == "rollback")
+        assert rollback["status"] == "failed", rollback
+        assert "prometheus-1 did not drain its remote-write queue" in rollback["message"]
+        assert "nothing dropped; left at 2 replica(s)" in rollback["message"], rollback
+        assert pods(lab) == ["prometheus-0", "prometheus-1"]  # kept, with its samples
+    finally:
+        stop.set()
+        watcher.join(10)
+        if armed.is_set():
+            block.__exit__(None, None, None)
+    # Unblocked, both replicas deliver again (the pre-gate requires it), then one goes.
+    poll("both replicas fresh in Query again", lambda: sorted(
+        r["metric"]["replica"] for r in query(
+            lab, f"count by (replica) (timestamp({SELECTOR}) > time() - 30)", dedup=False)
+    ) == ["prometheus-0", "prometheus-1"], 240, 3)
+    result, journal = run(lab, tmp_path, "scale-prometheus", CLUSTER, "-e", "replicas=1")
+    assert result.returncode == 0, (result.stdout, journal.get("message"))
+    assert "prometheus-1 drained (pending 0" in playbook_message(journal)
+    assert pods(lab) == ["prometheus-0"]
 
 
 def test_bad_input_is_refused_before_any_change(
