@@ -188,7 +188,9 @@ class ScalePrometheus(Runbook):
     Params = ScalePrometheusParams
     changes = "scales the Prometheus server StatefulSet (wk_prometheus_statefulset)"
     rollback = ("automatic: a failed step scales back to the start count; a failed post-gate"
-                " does the same by the same procedure; claims of removed replicas are kept")
+                " does the same by the same procedure, so a surplus replica goes only once its"
+                " queue has drained (else it stays and the rollback fails, nothing dropped);"
+                " claims of removed replicas are kept")
     rollback_playbook = "scale-prometheus-rollback.yml"
     requires = ("kube_context", "prometheus_statefulset")
     pre_gates = (Gate("HA baseline", "replicas Ready; Query deduplicates on the replica label;"
