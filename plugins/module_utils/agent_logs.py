@@ -122,8 +122,9 @@ def summarize(lines, since=None, until=None):
     given).
 
     Returns {"lines": n_considered, "classes": {name: {"count", "samples", "example", "lost",
-    "meaning", "hint", "remote_names"}}}; only classes that occurred appear. `samples` sums
-    the lines' `count=` (samples in the batches Prometheus gave up on).
+    "meaning", "hint", "remote_names", "last"}}}; only classes that occurred appear. `samples`
+    sums the lines' `count=` (samples in the batches Prometheus gave up on); `last` is the
+    newest such line's time (None when its lines carry none).
     """
     meta = {name: (lost, meaning, hint) for name, lost, meaning, hint in CLASSES}
     found = {}
@@ -136,14 +137,17 @@ def summarize(lines, since=None, until=None):
                     (until is not None and stamp >= until):
                 continue
         considered += 1
+        stamp = line_time(line) if since is None and until is None else stamp
         name = classify(line)
         if name is None:
             continue
         lost, meaning, hint = meta[name]
         entry = found.setdefault(name, {"count": 0, "samples": 0, "example": "",
                                         "lost": lost, "meaning": meaning, "hint": hint,
-                                        "remote_names": []})
+                                        "remote_names": [], "last": None})
         entry["count"] += 1
+        if stamp is not None and (entry["last"] is None or stamp > entry["last"]):
+            entry["last"] = stamp
         entry["example"] = line[:EXAMPLE_CHARS]
         values = fields(line)
         if values.get("count", "").isdigit():

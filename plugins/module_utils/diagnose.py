@@ -127,14 +127,19 @@ _LOG_CAUSE = {
 }
 
 
-def remote_write_findings(evidence, lag_threshold):
+def remote_write_findings(evidence, lag_threshold, now=None):
     """Findings for one agent's remote write, from the evidence diagnose_probe gathers:
 
     ready (bool), ready_detail, inventory_url, configmap_urls ([str] or None when unread),
     loaded_urls ([str] or None), probes ({url: {"error", "status"}}: an HTTP GET of each URL
     the agent uses; 405 is the receive endpoint answering a GET), queues ([queue_stats]),
-    log_classes ({class: {"count", "example", ...}} since the agent started), log_source.
+    log_classes ({class: {"count", "example", "last", ...}} since the agent started),
+    log_source. An error class whose newest line is older than the lag threshold, while every
+    probe above is fine, is the past (a receiver restarted an hour ago): ok, with its age.
     """
+    import time
+
+    now = time.time() if now is None else now
     out = []
     if not evidence.get("ready"):
         out.append(finding("agent_down", "agent not Ready", "fail", evidence.get(
@@ -216,9 +221,16 @@ def remote_write_findings(evidence, lag_threshold):
         if cause is None:
             continue
         status = "warn" if cause in seen or cause in ("log_errors", "http_5xx") else "fail"
-        item = finding(cause, "log: %s" % cls, status, "%d line(s) in %s, e.g. %s" % (
-            entry.get("count", 0), evidence.get("log_source") or "the log",
-            entry.get("example", "")[:300]))
+        last = entry.get("last")
+        past = (not seen and last is not None and now - last > max(lag_threshold, 60.0))
+        text = "%d line(s) in %s, e.g. %s" % (entry.get("count", 0),
+                                              evidence.get("log_source") or "the log",
+                                              entry.get("example", "")[:300])
+        if past:
+            status = "ok"
+            text = "past: the newest %.0f s ago, and remote write is healthy now; %s" % (
+                now - last, text)
+        item = finding(cause, "log: %s" % cls, status, text, hint="" if past else None)
         item["score"] -= 1  # the same cause seen by a probe is the stronger evidence
         out.append(item)
     return rank(out)

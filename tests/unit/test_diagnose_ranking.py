@@ -125,3 +125,31 @@ def test_matrix_text_aligns_rows_and_says_ok() -> None:
     lines = text.splitlines()
     assert lines[0].endswith("ok") and lines[1].endswith("connection refused")
     assert lines[0].index("->") == lines[1].index("->")
+
+
+@pytest.mark.parametrize(("age", "status"), [(30.0, "fail"), (900.0, "ok")])
+def test_refused_lines_from_a_past_receiver_restart_do_not_fail_a_healthy_agent(
+        age: float, status: str) -> None:
+    """A receiver rollout leaves "connection refused" lines in every agent's log; once the
+    queues are healthy again, old lines are the past (ok, with their age); recent ones are a
+    problem the probes may not have caught yet."""
+    now = 1_000_000.0
+    findings = diagnose.remote_write_findings(evidence(log_classes={"connection_refused": {
+        "count": 1, "example": "dial tcp: connection refused", "last": now - age}}), 120.0,
+        now=now)
+    log = next(f for f in findings if f["name"] == "log: connection_refused")
+    assert log["status"] == status, findings
+    if status == "ok":
+        assert log["evidence"].startswith("past: the newest 900 s ago") and not log["hint"]
+        assert diagnose.summary(findings).startswith("most likely: nothing wrong")
+
+
+def test_refused_lines_are_not_the_past_while_a_probe_fails() -> None:
+    now = 1_000_000.0
+    findings = diagnose.remote_write_findings(evidence(
+        probes={RIGHT: {"error": "connection refused", "status": 0}},
+        queues=[queue(lag_seconds=500.0)],
+        log_classes={"connection_refused": {"count": 1, "example": "x", "last": now - 900}}),
+        120.0, now=now)
+    log = next(f for f in findings if f["name"] == "log: connection_refused")
+    assert log["status"] == "warn"  # the probe's finding ranks first; the log supports it
