@@ -98,7 +98,7 @@ def test_rendered_manifests_pass_the_api_servers_server_side_dry_run(
 ) -> None:
     kinds = sorted(o["kind"] for o in rendered)
     assert kinds == sorted(["ServiceAccount", "Role", "RoleBinding", "ConfigMap", "ConfigMap",
-                            "ConfigMap", "CronJob", "CronJob"])
+                            "ConfigMap", "CronJob", "CronJob", "CronJob", "CronJob"])
     proc = dry_run(lab, rendered)
     assert proc.returncode == 0, proc.stderr
     for obj in rendered:
@@ -146,8 +146,9 @@ def test_cronjobs_set_what_the_inventory_refers_to(
     role = by_kind(rendered, "Role")[0]
     runbooks = all_runbooks()
     jobs = by_kind(rendered, "CronJob")
-    assert {j["metadata"]["name"] for j in jobs} == {"watchkeeper-backup-bucket",
-                                                     "watchkeeper-backup-opensearch"}
+    assert {j["metadata"]["name"] for j in jobs} == {
+        "watchkeeper-backup-bucket", "watchkeeper-backup-opensearch", "watchkeeper-backup-tsdb",
+        "watchkeeper-verify-backups"}
     for job in jobs:
         pod = job["spec"]["jobTemplate"]["spec"]["template"]["spec"]
         main = container(job)
@@ -160,7 +161,7 @@ def test_cronjobs_set_what_the_inventory_refers_to(
         assert references <= from_secret
         args = main["args"]
         assert args[0] == "run" and args[1] in runbooks and runbooks[args[1]].mutating
-        assert args[1].startswith("backup-")
+        assert args[1].startswith("backup-") or args[1] == "verify-backups"
         mounts = {m["name"]: m["mountPath"] for m in main["volumeMounts"]}
         volumes = {v["name"]: v for v in pod["volumes"]}
         inventory_path = args[args.index("-i") + 1]
@@ -173,7 +174,23 @@ def test_cronjobs_set_what_the_inventory_refers_to(
             assert cluster.namespace == role["metadata"]["namespace"]
         assert volumes["kubeconfig"]["configMap"]["name"] == \
             maps["watchkeeper-backup-kubeconfig"]["metadata"]["name"]
-        assert str(pod["securityContext"]["runAsUser"]) == dockerfile_user().split(":")[0]
+        claims = [v["persistentVolumeClaim"]["claimName"] for v in volumes.values()
+                  if "persistentVolumeClaim" in v]
+        if args[1] == "backup-tsdb":
+            # It works in the Prometheus server's volume (the snapshot the server writes), on
+            # the server's node and as the server's user, so that it may delete the snapshot.
+            assert claims == ["data-prometheus-0"]
+            assert mounts["prometheus-data"] == "/prometheus"
+            assert all(c.prometheus_tsdb_path == "/prometheus" and c.prometheus_url
+                       for c in inventory.clusters)
+            affinity = pod["affinity"]["podAffinity"][
+                "requiredDuringSchedulingIgnoredDuringExecution"][0]
+            assert affinity["labelSelector"]["matchLabels"] == {
+                "app.kubernetes.io/name": "prometheus"}
+            assert pod["securityContext"]["runAsUser"] == 65534
+        else:
+            assert claims == []
+            assert str(pod["securityContext"]["runAsUser"]) == dockerfile_user().split(":")[0]
         assert main["securityContext"]["readOnlyRootFilesystem"] is True
         # A read-only root: state and HOME on emptyDirs.
         env = {e["name"]: e.get("value") for e in main["env"]}
@@ -306,8 +323,11 @@ def test_dockerfile_installs_a_wheel_that_carries_the_backup_runbooks(tmp_path: 
     assert wheel.is_file(), list(dist.iterdir())
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
+    assert "apt-get install -y --no-install-recommends prometheus" in text  # verify-backups
+    assert "COPY --from=thanos /out/thanos /usr/local/bin/thanos" in text
     for needed in ("playbooks/backup-bucket.yml", "playbooks/restore-bucket.yml",
-                   "playbooks/backup-opensearch.yml",
+                   "playbooks/backup-opensearch.yml", "playbooks/backup-tsdb.yml",
+                   "playbooks/verify-backups.yml",
                    "plugins/modules/thanos_bucket_backup.py",
                    "plugins/module_utils/thanos_blocks.py", "plugins/module_utils/s3.py"):
         assert f"runbooks/_collection/{needed}" in names, needed
