@@ -82,6 +82,19 @@ def test_verdict_success_needs_every_shard() -> None:
     assert opensearch_snapshot.verdict(empty)[1]["status"] == "fail"
 
 
+def test_verdict_a_failed_snapshot_fails_with_opensearchs_reason() -> None:
+    """A snapshot that ended FAILED (e.g. the repository became unwritable mid-way) is no
+    backup, whatever its shard counts say. The verdict on OpenSearch's _snapshot answer; the
+    lab test (test_partial_snapshot_fails_the_run_and_skips_retention) drives the real run
+    through the same verdict with a PARTIAL snapshot."""
+    failed = {"snapshot": "s", "state": "FAILED", "reason": "IOException: disk full",
+              "shards": {"total": 3, "successful": 3, "failed": 0}}
+    checks = opensearch_snapshot.verdict(failed)
+    assert checks[0]["status"] == "fail"
+    assert checks[0]["evidence"] == "s: FAILED (IOException: disk full)"
+    assert "not a backup" in checks[0]["hint"]
+
+
 @pytest.mark.parametrize(("pattern", "replacement", "source", "target"), [
     ("(.+)", "restored-$1", "logs-2024.01.01", "restored-logs-2024.01.01"),
     ("logs-(.+)", "drill-logs-$1", "logs-2024.01.01", "drill-logs-2024.01.01"),
