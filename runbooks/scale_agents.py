@@ -171,13 +171,14 @@ def partitioned(ctx: RunContext, cluster: ClusterConfig) -> GateResult:
     up to settle_timeout: a Prometheus that just started answers before its scrape manager
     has applied the targets discovery found (updates are batched every few seconds)."""
     params: Any = ctx.params
-    deadline = time.monotonic() + params.settle_timeout
-    while True:
+
+    def check() -> tuple[bool, tuple[dict[str, tuple[list[str], list[str]]], list[str]]]:
         found = shard_targets(cluster)
         problems = partition_problems(found, params.shards)
-        if not problems or time.monotonic() >= deadline:
-            break
-        time.sleep(5)
+        return not problems, (found, problems)
+
+    _, (found, problems), _ = module_utils("kube").wait_for(
+        "targets partitioned", check, params.settle_timeout, every=5.0)
     if problems:
         return GateResult(False, "; ".join(problems))
     every = sorted({t for active, dropped in found.values() for t in active + dropped})
@@ -191,12 +192,13 @@ def series_unchanged(ctx: RunContext, cluster: ClusterConfig) -> GateResult:
     if before is None or cluster.query_url is None:
         return GateResult(True, "no baseline (no wk_query_url)")
     params: Any = ctx.params
-    deadline = time.monotonic() + params.settle_timeout
-    while True:
+
+    def check() -> tuple[bool, dict[str, int]]:
         after = series_per_job(cluster)
-        if after == before or time.monotonic() >= deadline:
-            break
-        time.sleep(5)
+        return after == before, after
+
+    _, after, _ = module_utils("kube").wait_for("series per job", check,
+                                                params.settle_timeout, every=5.0)
     if after != before:
         return GateResult(False, f"series per job {after} != before {before}")
     return GateResult(True, f"series per job as before: {after}")

@@ -28,8 +28,6 @@ Check mode prints the plan and sends the scale as a server-side dry run.
 
 from __future__ import annotations
 
-import json
-import time
 from typing import Any
 
 from pydantic import Field
@@ -82,13 +80,9 @@ def per_job(cluster: ClusterConfig) -> dict[str, int]:
 
 def loaded_external_labels(cluster: ClusterConfig, pod: str) -> dict[str, str]:
     """The external labels of the configuration the pod's Prometheus loaded."""
-    import yaml
-
-    kube = module_utils("kube")
-    body = json.loads(kube.proxy_get(kube_api(cluster), cluster.namespace, pod, 9090,
-                                     "api/v1/status/config"))
-    config = yaml.safe_load(body["data"]["yaml"]) or {}
-    return dict((config.get("global") or {}).get("external_labels") or {})
+    body = module_utils("kube").proxy_get(kube_api(cluster), cluster.namespace, pod, 9090,
+                                          "api/v1/status/config")
+    return dict(module_utils("prometheus_ha").loaded_external_labels(body))
 
 
 def ha_baseline(ctx: RunContext, cluster: ClusterConfig) -> GateResult:
@@ -147,15 +141,16 @@ def replicas_seen(ctx: RunContext, cluster: ClusterConfig) -> GateResult:
     params: Any = ctx.params
     want = {f"{cluster.prometheus_statefulset}-{i}" for i in range(params.replicas)}
     jobs = len(_BASELINE.get((ctx.run_id, cluster.name), {})) or 1
-    deadline = time.monotonic() + params.settle_timeout
-    while True:
+
+    def check() -> tuple[bool, tuple[dict[str, int], list[str], list[str]]]:
         seen = fresh_replicas(cluster)
         missing = sorted(r for r in want if seen.get(r, 0) < jobs)
         extra = sorted(set(seen) - want)
-        if (not missing and not extra) or time.monotonic() >= deadline:
-            break
-        time.sleep(5)
-    if missing or extra:
+        return not missing and not extra, (seen, missing, extra)
+
+    ok, (seen, missing, extra), _ = module_utils("kube").wait_for(
+        "replicas in Query", check, params.settle_timeout, every=5.0)
+    if not ok:
         return GateResult(False, f"fresh series in Query from {seen or 'no replica'};"
                           f" missing {', '.join(missing) or 'none'}, unexpected"
                           f" {', '.join(extra) or 'none'}")
@@ -168,13 +163,14 @@ def deduplicated(ctx: RunContext, cluster: ClusterConfig) -> GateResult:
     if before is None:
         return GateResult(True, "no baseline recorded")
     params: Any = ctx.params
-    deadline = time.monotonic() + params.settle_timeout
-    while True:
+
+    def check() -> tuple[bool, dict[str, int]]:
         after = per_job(cluster)
-        if after == before or time.monotonic() >= deadline:
-            break
-        time.sleep(5)
-    if after != before:
+        return after == before, after
+
+    ok, after, _ = module_utils("kube").wait_for("deduplicated series", check,
+                                                 params.settle_timeout, every=5.0)
+    if not ok:
         return GateResult(False, f"deduplicated series per job {after} != before {before}")
     return GateResult(True, f"deduplicated series per job as before: {after}")
 

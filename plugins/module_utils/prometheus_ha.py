@@ -17,6 +17,17 @@ from __future__ import absolute_import, annotations, division, print_function
 FEATURE = "--enable-feature=expand-external-labels"
 
 
+def loaded_external_labels(status_config):
+    """The external labels of the configuration a Prometheus loaded, from the body of its
+    /api/v1/status/config (what it runs, not what its ConfigMap says)."""
+    import json
+
+    import yaml
+
+    config = yaml.safe_load(json.loads(status_config)["data"]["yaml"]) or {}
+    return dict((config.get("global") or {}).get("external_labels") or {})
+
+
 def replica_label_problems(labels_by_pod, label):
     """What keeps the pods' loaded external labels ({pod: {label: value}}) from being an HA
     set told apart by `label`: a pod without it, a value that is not the pod's own name (an

@@ -78,9 +78,6 @@ class Failed(Exception):
 
 class HAScaler(object):
     def __init__(self, client, params):
-        import yaml
-
-        self.yaml = yaml
         self.client = client
         self.p = params
         self.ns = params["namespace"]
@@ -95,9 +92,7 @@ class HAScaler(object):
                               timeout=self.p["timeout"])
 
     def external_labels(self, pod):
-        body = json.loads(self.get(pod, "api/v1/status/config"))
-        config = self.yaml.safe_load(body["data"]["yaml"]) or {}
-        return (config.get("global") or {}).get("external_labels") or {}
+        return prometheus_ha.loaded_external_labels(self.get(pod, "api/v1/status/config"))
 
     def targets(self, pod):
         body = json.loads(self.get(pod, "api/v1/targets"))["data"]

@@ -81,3 +81,15 @@ def test_replicas_out_of_range_are_refused(replicas: int) -> None:
 
     with pytest.raises(ValidationError, match="replicas"):
         ScalePrometheusParams(replicas=replicas)
+
+
+def test_loaded_external_labels_come_from_the_status_config_answer() -> None:
+    import json
+
+    body = json.dumps({"status": "success", "data": {"yaml": (
+        "global:\n  scrape_interval: 5s\n  external_labels:\n    cluster: observability\n"
+        "    replica: prometheus-1\n")}})
+    assert ha.loaded_external_labels(body) == {"cluster": "observability",
+                                               "replica": "prometheus-1"}
+    no_labels = json.dumps({"data": {"yaml": "global:\n  scrape_interval: 5s\n"}})
+    assert ha.loaded_external_labels(no_labels) == {}
