@@ -176,6 +176,9 @@ class ClusterConfig(BaseModel):
     usage_cpu_query: str = ""
     versions: dict[str, str] = Field(default_factory=dict)
     threshold_remote_write_lag_seconds: float = Field(120.0, gt=0)
+    # Mean seconds per remote-write request above which diagnose-remote-write calls a queue
+    # slow (a slow link or slow receivers; a healthy lab agent's requests take milliseconds).
+    threshold_remote_write_send_seconds: float = Field(1.0, gt=0)
     threshold_failed_ratio: float = Field(0.01, ge=0, le=1)
     threshold_pending_samples: int = Field(100_000, ge=0)
     rto_target_seconds: int | None = Field(None, gt=0)

@@ -235,7 +235,7 @@ def apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane
     """A real etcd + kube-apiserver (built from the registries on first use), with contexts
     cluster-a (namespace monitoring) and cluster-b (monitoring-b)."""
     root = tmp_path_factory.mktemp("kube")
-    plane = ControlPlane(root, Addresses.for_lab(root).ip(5))
+    plane = ControlPlane(root, Addresses.for_lab(root, routable=False).ip(5))
     try:
         plane.start({"cluster-a": NAMESPACE, "cluster-b": "monitoring-b"},
                     progress=lambda line: print(line, flush=True))

@@ -32,6 +32,10 @@ CLASSES = (
      " off; check lag and NTP"),
     ("dns", False, "DNS lookup of the remote-write host failed, retrying",
      "the remote_write url's host name does not resolve: fix the URL or the DNS record"),
+    ("unreachable", False, "no route from the agent to the remote-write host, retrying",
+     "the agent's network cannot reach the receiver (a dropped route, a network policy or a"
+     " firewall between them) although it may answer from elsewhere: check from the agent's"
+     " node and namespace"),
     ("connection_refused", False, "connection refused by the remote-write endpoint, retrying",
      "nothing listens at the remote_write url's host:port: receivers down, or a wrong port"
      " (remote write is 19291)"),
@@ -53,6 +57,7 @@ _PATTERNS = (
     ("out_of_bounds", re.compile(r"out of bounds|out-of-bounds")),
     ("dns", re.compile(r"lookup \S+.*(no such host|server misbehaving|i/o timeout)|"
                        r"no such host")),
+    ("unreachable", re.compile(r"no route to host|network is unreachable")),
     ("connection_refused", re.compile(r"connection refused")),
     ("timeout", re.compile(r"context deadline exceeded|i/o timeout|Client\.Timeout")),
 )

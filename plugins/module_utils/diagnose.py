@@ -40,6 +40,9 @@ CAUSES = {
                          " behind; check external labels and lag"),
     "stuck_queue": (60, "the endpoint answers but the queue does not deliver: restart the agent"
                         " (restart-agent)"),
+    "slow_sends": (58, "each remote-write request takes long: a slow link between the agent"
+                       " and the receivers, or slow receivers (their p99 receive latency tells"
+                       " which); raise queue_config.max_shards to keep up meanwhile"),
     "lag": (55, "the queue falls behind: check shards vs max and receiver latency"),
     "dropped": (50, "samples are being dropped or failed: read the agent's log"),
     "shards_max": (45, "the queue runs at its max shards: raise queue_config.max_shards or make"
@@ -123,11 +126,16 @@ _LOG_CAUSE = {
     "out_of_order": "out_of_order",
     "out_of_bounds": "out_of_order",
     "timeout": "timeout",
+    "unreachable": "unreachable",
     "other_error": "log_errors",
 }
+#: Log classes that say the agent itself cannot reach the endpoint: with them, a queue that
+#: falls behind is explained (a restart would not help), even when the endpoint answers from
+#: here, because the fault may lie between the agent and the receiver only.
+_AGENT_SIDE = ("connection_refused", "dns", "timeout", "unreachable")
 
 
-def remote_write_findings(evidence, lag_threshold, now=None):
+def remote_write_findings(evidence, lag_threshold, now=None, send_threshold=1.0):
     """Findings for one agent's remote write, from the evidence diagnose_probe gathers:
 
     ready (bool), ready_detail, inventory_url, configmap_urls ([str] or None when unread),
@@ -136,6 +144,8 @@ def remote_write_findings(evidence, lag_threshold, now=None):
     log_classes ({class: {"count", "example", "last", ...}} since the agent started),
     log_source. An error class whose newest line is older than the lag threshold, while every
     probe above is fine, is the past (a receiver restarted an hour ago): ok, with its age.
+    A queue whose requests take more than `send_threshold` seconds each (the mean over the
+    window) is slow: a warning even while it keeps up.
     """
     import time
 
@@ -188,6 +198,10 @@ def remote_write_findings(evidence, lag_threshold, now=None):
             out.append(finding("endpoint_ok", "endpoint %s" % url, "ok",
                                "TCP and HTTP answer (%s)" % probe_text(url), hint=""))
     endpoint_bad = any(u in failing for u in (loaded or probes))
+    recent = max(lag_threshold, 60.0)
+    agent_side = sorted(
+        cls for cls, entry in (evidence.get("log_classes") or {}).items()
+        if cls in _AGENT_SIDE and (entry.get("last") is None or now - entry["last"] <= recent))
     for q in evidence.get("queues") or []:
         label = q.get("remote_name") or q.get("url")
         lag = q.get("lag_seconds")
@@ -195,17 +209,24 @@ def remote_write_findings(evidence, lag_threshold, now=None):
             text = ("never sent a sample" if q.get("never_sent") else
                     "lag %.0f s above %.0f s" % (lag, lag_threshold))
             text += " (url %s, pending %s)" % (q.get("url"), q.get("pending"))
-            if endpoint_bad or not evidence.get("ready"):
+            if endpoint_bad or not evidence.get("ready") or agent_side:
                 out.append(finding("lag", "queue %s behind" % label, "fail",
                                    text + "; explained by the %s" % (
                                        "failing endpoint" if endpoint_bad else
-                                       "agent not being Ready")))
+                                       "agent not being Ready" if not evidence.get("ready")
+                                       else "agent's own errors (%s)" % ", ".join(agent_side))))
             else:
                 out.append(finding("stuck_queue", "queue %s stuck" % label, "fail",
                                    text + " while its endpoint answers", remedy="restart"))
         else:
             out.append(finding("queue_ok", "queue %s" % label, "ok",
                                "lag %s" % ("n/a" if lag is None else "%.0f s" % lag), hint=""))
+        send = q.get("send_seconds")
+        if send is not None and send > send_threshold:
+            out.append(finding("slow_sends", "queue %s slow" % label, "warn",
+                               "each request takes %.1f s (mean of %d over the window; above"
+                               " %.1f s) to %s" % (send, q.get("sends") or 0, send_threshold,
+                                                   q.get("url"))))
         dropped = (q.get("dropped_per_second") or 0) + (q.get("failed_per_second") or 0)
         if dropped > 0:
             out.append(finding("dropped", "queue %s dropping" % label, "warn",

@@ -42,6 +42,7 @@ DIAGNOSE_SPEC = dict(
     lookback=dict(type="float", default=3600.0),
     stale_seconds=dict(type="float", default=120.0),
     lag_threshold=dict(type="float", default=120.0),
+    send_threshold=dict(type="float", default=1.0),
     rate_window=dict(type="float", default=5.0),
     configmap=dict(type="str"),
     configmap_key=dict(type="str"),
@@ -151,7 +152,8 @@ def remote_write(client, params):
         "configmap_urls": configmap_urls, "loaded_urls": loaded, "probes": probes,
         "queues": stats, "log_classes": log["classes"], "log_source": source,
     }
-    findings = diagnose.remote_write_findings(evidence, float(params["lag_threshold"]))
+    findings = diagnose.remote_write_findings(evidence, float(params["lag_threshold"]),
+                                              send_threshold=float(params["send_threshold"]))
     if config_error:
         findings.append(diagnose.finding("unread", "agent configuration", "warn",
                                          "running configuration not read: %s" % config_error,

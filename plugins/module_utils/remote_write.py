@@ -30,8 +30,11 @@ SENT_TS = "prometheus_remote_storage_queue_highest_sent_timestamp_seconds"
 SHARDS = "prometheus_remote_storage_shards"
 SHARDS_DESIRED = "prometheus_remote_storage_shards_desired"
 SHARDS_MAX = "prometheus_remote_storage_shards_max"
+#: Seconds each remote-write request took (a histogram; its _sum and _count per queue).
+SEND_DURATION = "prometheus_remote_storage_sent_batch_duration_seconds"
 AGENT_METRICS = SENT + FAILED + RETRIED + DROPPED + PENDING + (
-    HIGHEST, SENT_TS, SHARDS, SHARDS_DESIRED, SHARDS_MAX)
+    HIGHEST, SENT_TS, SHARDS, SHARDS_DESIRED, SHARDS_MAX, SEND_DURATION + "_sum",
+    SEND_DURATION + "_count")
 
 # Prometheus (and Thanos Receive's per-tenant TSDBs) count appended samples in the head;
 # the write-path histogram is the fallback where head metrics are not exported.
@@ -68,16 +71,21 @@ def queues(samples):
     return sorted(found)
 
 
-def _rate(first, second, names, elapsed, **match):
-    name = first_present(second, *names)
-    if name is None or elapsed <= 0:
-        return None
+def _delta(first, second, name, **match):
+    """How much counter `name` grew between the samples (None when absent)."""
     before, after = total(first, name, **match), total(second, name, **match)
     if before is None or after is None:
         return None
     # A counter that went down means the process restarted; count from zero.
-    delta = after - before if after >= before else after
-    return delta / elapsed
+    return after - before if after >= before else after
+
+
+def _rate(first, second, names, elapsed, **match):
+    name = first_present(second, *names)
+    if name is None or elapsed <= 0:
+        return None
+    delta = _delta(first, second, name, **match)
+    return None if delta is None else delta / elapsed
 
 
 def queue_stats(first, second, elapsed, remote_name, url):
@@ -89,6 +97,8 @@ def queue_stats(first, second, elapsed, remote_name, url):
     if highest is not None and sent_ts is not None:
         lag = max(0.0, highest - sent_ts) if sent_ts > 0 else None
     pending_name = first_present(second, *PENDING)
+    sends = _delta(first, second, SEND_DURATION + "_count", **match)
+    spent = _delta(first, second, SEND_DURATION + "_sum", **match)
     return {
         "remote_name": remote_name,
         "url": url,
@@ -102,6 +112,9 @@ def queue_stats(first, second, elapsed, remote_name, url):
         "shards": total(second, SHARDS, **match),
         "shards_desired": total(second, SHARDS_DESIRED, **match),
         "shards_max": total(second, SHARDS_MAX, **match),
+        # Mean seconds per request over the window (None: no request finished in it).
+        "sends": sends,
+        "send_seconds": spent / sends if sends and spent is not None else None,
     }
 
 

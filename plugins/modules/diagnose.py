@@ -64,6 +64,7 @@ options:
   lookback: {description: Seconds Query looks back for a missing job's last sample., type: float, default: 3600}
   stale_seconds: {description: A job whose newest sample is older is missing., type: float, default: 120}
   lag_threshold: {description: Remote-write lag (seconds) above which a queue is behind., type: float, default: 120}
+  send_threshold: {description: Mean seconds per remote-write request above which a queue is slow (a slow link or slow receivers)., type: float, default: 1}
   rate_window: {description: Seconds between two metric samples., type: float, default: 5}
   configmap: {description: The agent's ConfigMap (default the pod's configMap volume)., type: str}
   configmap_key: {description: The key holding prometheus.yml., type: str}

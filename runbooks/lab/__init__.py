@@ -50,6 +50,9 @@ class ComponentStatus:
     pid: int | None
     healthy: bool
     detail: str = ""
+    #: URLs by port name, as a script needs them: {"http": "http://ip:10902",
+    #: "grpc": "ip:10901"} (gRPC endpoints are host:port, as Thanos takes them).
+    urls: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,9 @@ class Component:
     grace_seconds: float = 30.0
     user: str | None = None
     cwd: Path | None = None
+    #: Runs in the network namespace of its address (a lab host on the pod network, as root);
+    #: False: in the host's namespace (the node's own processes, on the bridge's address).
+    own_namespace: bool = True
 
 
 def default_lab_dir() -> Path:
@@ -103,6 +109,8 @@ class Lab:
     def __init__(self, lab_dir: Path | None = None):
         self.dir = (lab_dir or default_lab_dir()).resolve()
         self.addresses = Addresses.for_lab(self.dir)
+        #: The bridge and namespaces as root; None in reduced mode (127/8, no pod proxy).
+        self.podnet = network.for_prefix(self.addresses.prefix)
 
     # ------------------------------------------------------------------ paths and state
     @property
@@ -189,15 +197,18 @@ class Lab:
             Component("kube-scheduler", f"{api}:10259", versions["kube-scheduler"],
                       tuple(controlplane.scheduler_argv(binaries["kube-scheduler"], kube, api)),
                       f"https://{api}:10259/healthz"),
+            # The node's own processes: in the host's namespace, on the node's address (the
+            # lab bridge's, the pods' gateway).
             Component("kwok", f"{a.node}:10247", versions["kwok"],
                       tuple(controlplane.kwok_argv(binaries["kwok"], kube, a.node)),
-                      f"http://{a.node}:10247/healthz"),
+                      f"http://{a.node}:10247/healthz", own_namespace=False),
             Component("node-agent", f"{a.node}:10248", "watchkeeper",
                       (sys.executable, "-m", "runbooks.lab.nodeagent",
                        "--kubeconfig", str(self.kubeconfig), "--root", str(self.nodeagent_dir),
                        "--images", str(self.nodeagent_dir / "images.json"),
-                       "--healthz", f"{a.node}:10248", "--kubelet-address", f"{a.node}:10250"),
-                      f"http://{a.node}:10248/healthz"),
+                       "--healthz", f"{a.node}:10248", "--kubelet-address", f"{a.node}:10250",
+                       "--pod-network", self.podnet.prefix if self.podnet else ""),
+                      f"http://{a.node}:10248/healthz", own_namespace=False),
         ]
         epoch = self._canary_epoch()
         prometheus = str(binaries["prometheus"])
@@ -232,6 +243,19 @@ class Lab:
             cwd=d / "opensearch",
         ))
         return comps
+
+    def _pod_network(self, progress: Progress) -> None:
+        """The bridge, after removing what a crashed lab left: namespaces no process of this
+        lab's uses, and veths without a namespace (found by this lab's names only)."""
+        assert self.podnet is not None
+        alive = any(_record(r).alive() for r in self._all_records())
+        if not alive:
+            removed = self.podnet.clean_leftovers()
+            if removed:
+                progress(f"removed a previous run's leftovers: {', '.join(removed)}")
+        self.podnet.ensure_bridge()
+        progress(f"pod network: bridge {self.podnet.bridge} ({self.podnet.gateway}/24), a"
+                 " network namespace per pod and lab host")
 
     def _canary_epoch(self) -> float:
         path = self.dir / "canary-epoch"
@@ -291,6 +315,11 @@ class Lab:
         self.dir.chmod(0o755)
         env = self._ensure_env()
         progress(f"lab directory {self.dir}, addresses {self.addresses.prefix}.0/24")
+        if self.podnet is not None:
+            self._pod_network(progress)
+        else:
+            progress("reduced mode (not root): every program on its own 127/8 address, no pod"
+                     " namespaces and no pod proxy")
         binaries = build.ensure_all(progress, LAB_PROGRAMS)
         state = self._load_state()
         versions = self._versions(binaries, state)
@@ -455,8 +484,13 @@ class Lab:
                 return
             progress(f"restarting {component.name}: its binary, flags or code changed")
             stop(_record(existing), component.grace_seconds)
-        network.ensure_address(component.address.rsplit(":", 1)[0])
-        _check_free(component)
+        host = component.address.rsplit(":", 1)[0]
+        launcher: list[str] = []
+        if self.podnet is not None and component.own_namespace:
+            self.podnet.ensure_host(host)  # its own namespace: nothing else can hold the port
+            launcher = self.podnet.exec_prefix(host)
+        else:
+            _check_free(component)
         argv: tuple[str, ...] = component.argv
         if component.user:
             user = pwd.getpwnam(component.user)
@@ -464,7 +498,7 @@ class Lab:
                     "--clear-groups", *argv)
         progress(f"starting {component.name} on {component.address}")
         record = start(argv, self.dir / "logs" / f"{component.name}.log", component.env,
-                       component.cwd)
+                       component.cwd, prefix=launcher)
         records[component.name] = record.to_dict() | {
             "address": component.address, "health_url": component.health_url,
             "version": component.version, "binary": component.argv[0],
@@ -541,9 +575,11 @@ class Lab:
             record = _record(raw)
             alive = record.alive()
             healthy, detail = _http_ok(raw["health_url"]) if alive else (False, "not running")
+            scheme = raw["health_url"].split("://", 1)[0]
             components.append(ComponentStatus(name, raw["address"], raw["version"],
                                               record.pid if alive else None, healthy,
-                                              "" if healthy else detail))
+                                              "" if healthy else detail,
+                                              {scheme: f"{scheme}://{raw['address']}"}))
         for name, raw in sorted(self.pod_records().items()):
             record = _record(raw)
             alive = record.alive()
@@ -553,7 +589,8 @@ class Lab:
             program = self._program_of(raw["argv0"])
             components.append(ComponentStatus(
                 f"pod/{name}", raw["ip"], versions.get(program, program),
-                record.pid if alive else None, healthy, "" if healthy else detail))
+                record.pid if alive else None, healthy, "" if healthy else detail,
+                port_urls(raw["ip"], raw.get("ports", {}))))
         git = self.dir / "git" / "platform.git"
         exists = (git / "HEAD").exists()
         components.append(ComponentStatus("git", f"file://{git}", _git_version(), None, exists,
@@ -625,8 +662,11 @@ class Lab:
         state["processes"] = {}
         if self._state_path().exists():
             self._save_state(state)
-        if network.can_add_addresses():
-            network.remove_addresses(self.addresses.prefix)
+        if self.podnet is not None:
+            removed = self.podnet.teardown()
+            if removed:
+                progress(f"removed the pod network: {len(removed)} namespaces and links"
+                         f" ({self.podnet.bridge} last)")
         if purge and self.dir.exists():
             shutil.rmtree(self.dir)
 
@@ -637,6 +677,12 @@ class Lab:
         write_lab_inventory(self.inventory_dir, self.addresses, versions,
                             git_url=f"file://{self.dir / 'git' / 'platform.git'}",
                             kubeconfig=self.kubeconfig, lab_dir=self.dir, kubectl=kubectl)
+
+
+def port_urls(ip: str, ports: dict[str, int]) -> dict[str, str]:
+    """A pod's URLs by container port name: gRPC ports as host:port, the rest over HTTP."""
+    return {name: f"{ip}:{port}" if "grpc" in name else f"http://{ip}:{port}"
+            for name, port in sorted(ports.items())}
 
 
 def _fingerprint(component: Component) -> str:

@@ -3,11 +3,14 @@ registries once, cached by name and version.
 
 Go programs whose go.mod has replace directives (Thanos, etcd) cannot be `go install`ed; they
 are built as dependencies of a small wrapper module of ours that copies the program's replace
-list (the recipe in ../shared/LAB-BUILD-NOTES.md). Nothing is copied out of the module cache.
+list. Nothing is copied out of the module cache.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -17,7 +20,7 @@ import threading
 import time
 import tomllib
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -119,25 +122,36 @@ def _build_go_wrapper(spec: Spec, dest: Path, workdir: Path, logfile: Path) -> N
           str(dest), package], workdir, logfile, env)
 
 
-def _build_go_k8s(spec: Spec, dest: Path, workdir: Path, logfile: Path) -> None:
+def _build_go_k8s_group(specs: list[Spec], dests: list[Path], workdir: Path,
+                        logfile: Path) -> None:
     """Kubernetes requires its staging modules at v0.0.0 (replaced by local paths in its own
-    tree); a wrapper maps each to the published v0.N.M that matches v1.N.M."""
-    package, staging = spec.options["package"], spec.options["staging"]
-    env = _go_env(spec, workdir)
-    upstream = _wrapper_module(spec, workdir, logfile, env)
+    tree); a wrapper maps each to the published v0.N.M that matches v1.N.M. Every program of
+    one Kubernetes version is built by one `go build` over one module download (the shared
+    packages compile once and the two cores stay busy)."""
+    first = specs[0]
+    staging = first.options["staging"]
+    env = _go_env(first, workdir)
+    upstream = _wrapper_module(first, workdir, logfile, env)
     for require in upstream.get("Require") or []:
         if require["Path"].startswith("k8s.io/") and require["Version"] == "v0.0.0":
             _run(["go", "mod", "edit", f"-replace={require['Path']}={require['Path']}@{staging}"],
                  workdir, logfile, env)
-    _run(["go", "get", "-tool", f"{package}@{spec.version}"], workdir, logfile, env)
-    minor = spec.version.split(".")[1]
+    packages = [spec.options["package"] for spec in specs]
+    _run(["go", "get", "-tool", *[f"{p}@{first.version}" for p in packages]], workdir, logfile,
+         env)
+    minor = first.version.split(".")[1]
     # As hack/lib/version.sh: tools that parse `--version` (and Helm's kubeVersion) need them.
     ldflags = ["-s", "-w"]
     for prefix in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version"):
-        ldflags += [f"-X {prefix}.gitVersion={spec.version}", f"-X {prefix}.gitMajor=1",
+        ldflags += [f"-X {prefix}.gitVersion={first.version}", f"-X {prefix}.gitMajor=1",
                     f"-X {prefix}.gitMinor={minor}", f"-X {prefix}.gitTreeState=clean"]
-    _run(["go", "build", "-trimpath", "-ldflags", " ".join(ldflags), "-o", str(dest), package],
-         workdir, logfile, env)
+    out = workdir / "out"
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir()
+    _run(["go", "build", "-trimpath", "-ldflags", " ".join(ldflags), "-o", f"{out}/",
+          *packages], workdir, logfile, env)
+    for package, dest in zip(packages, dests, strict=True):
+        shutil.move(str(out / Path(package).name), dest)
 
 
 def _build_go_install(spec: Spec, dest: Path, workdir: Path, logfile: Path) -> None:
@@ -163,7 +177,7 @@ def _fetch_maven(spec: Spec, dest: Path, workdir: Path, logfile: Path) -> None:
 
 
 _BUILDERS = {"go-wrapper": _build_go_wrapper, "go-install": _build_go_install,
-             "go-k8s": _build_go_k8s, "maven": _fetch_maven}
+             "maven": _fetch_maven}
 
 
 def _override(spec: Spec) -> Path | None:
@@ -180,9 +194,18 @@ def _override(spec: Spec) -> Path | None:
     return None
 
 
-def ensure(spec: Spec, progress: Progress) -> Path:
-    """The path of the program (a binary, or a distribution directory for OpenSearch),
-    building it first when the cache does not hold it."""
+#: Cold build seconds on 2 cores (measured), for the share of the total a build line shows.
+ESTIMATE_SECONDS = {"thanos": 300, "minio": 200, "etcd": 80, "kwok": 180, "opensearch": 15,
+                    "k8s": 600}
+
+
+def _dest(spec: Spec) -> Path:
+    directory = cache_root() / "bin" / spec.name / spec.version
+    return directory / (spec.binary_name if spec.source != "maven" else "home")
+
+
+def _cached(spec: Spec) -> Path | None:
+    """The program's path when no build is needed (override, Debian, in the cache)."""
     override = _override(spec)
     if override is not None:
         return override
@@ -192,39 +215,123 @@ def ensure(spec: Spec, progress: Progress) -> Path:
             raise LabError(f"{binary} is missing: apt-get install {spec.options['deb']}"
                            " (scripts/setup.sh does it)")
         return binary
-    directory = cache_root() / "bin" / spec.name / spec.version
-    dest = directory / (spec.binary_name if spec.source != "maven" else "home")
-    if dest.exists():
-        return dest
-    directory.mkdir(parents=True, exist_ok=True)
-    workdir = cache_root() / "build" / f"{spec.name}-{spec.version}"
-    workdir.mkdir(parents=True, exist_ok=True)
-    logfile = cache_root() / "logs" / f"build-{spec.name}-{spec.version}.log"
-    logfile.parent.mkdir(parents=True, exist_ok=True)
-    progress(f"building {spec.name} {spec.version} from {spec.source} (once per machine;"
-             f" log {logfile})")
-    started = time.monotonic()
-    partial = dest.with_name(dest.name + ".partial")
-    if partial.exists():
-        shutil.rmtree(partial) if partial.is_dir() else partial.unlink()
-    done = threading.Event()
-
-    def heartbeat() -> None:  # a cold build takes minutes: say it is still going
-        while not done.wait(HEARTBEAT_SECONDS):
-            progress(f"still building {spec.name}: {time.monotonic() - started:.0f} s")
-
-    ticker = threading.Thread(target=heartbeat, daemon=True)
-    ticker.start()
-    try:
-        _BUILDERS[spec.source](spec, partial, workdir, logfile)
-    finally:
-        done.set()
-        ticker.join()
-    partial.rename(dest)  # only a complete build ever gets the final name
-    progress(f"built {spec.name} {spec.version} in {time.monotonic() - started:.0f} s")
-    return dest
+    dest = _dest(spec)
+    return dest if dest.exists() else None
 
 
-def ensure_all(progress: Progress, names: list[str] | None = None) -> dict[str, Path]:
+@contextlib.contextmanager
+def _build_lock(name: str) -> Iterator[None]:
+    """One build of a program at a time on this machine (two labs, or tests, starting at
+    once): the second waits, then finds the first's result in the cache."""
+    path = cache_root() / "locks" / f"{name}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _build(specs: list[Spec], progress: Progress) -> None:
+    """Build `specs` (one program, or the Kubernetes programs of one version together) into
+    the cache, under the lock; each binary gets its final name only once complete."""
+    kubernetes = specs[0].source == "go-k8s"
+    label = f"kubernetes-{specs[0].version}" if kubernetes else specs[0].name
+    with _build_lock(label):
+        todo = [s for s in specs if not _dest(s).exists()]
+        if not todo:
+            return
+        workdir = cache_root() / "build" / (label if kubernetes else
+                                             f"{label}-{specs[0].version}")
+        workdir.mkdir(parents=True, exist_ok=True)
+        logfile = cache_root() / "logs" / (f"build-{label}.log" if kubernetes else
+                                           f"build-{label}-{specs[0].version}.log")
+        logfile.parent.mkdir(parents=True, exist_ok=True)
+        names = ", ".join(s.name for s in todo)
+        progress(f"building {names} {todo[0].version} from {todo[0].source} (once per"
+                 f" machine; log {logfile})")
+        started = time.monotonic()
+        partials = []
+        for spec in todo:
+            _dest(spec).parent.mkdir(parents=True, exist_ok=True)
+            partial = _dest(spec).with_name(_dest(spec).name + ".partial")
+            if partial.exists():
+                shutil.rmtree(partial) if partial.is_dir() else partial.unlink()
+            partials.append(partial)
+        done = threading.Event()
+
+        def heartbeat() -> None:  # a cold build takes minutes: say it is still going
+            while not done.wait(HEARTBEAT_SECONDS):
+                progress(f"still building {names}: {time.monotonic() - started:.0f} s")
+
+        ticker = threading.Thread(target=heartbeat, daemon=True)
+        ticker.start()
+        try:
+            if kubernetes:
+                _build_go_k8s_group(todo, partials, workdir, logfile)
+            else:
+                _BUILDERS[todo[0].source](todo[0], partials[0], workdir, logfile)
+        finally:
+            done.set()
+            ticker.join()
+        for spec, partial in zip(todo, partials, strict=True):
+            partial.rename(_dest(spec))  # only a complete build ever gets the final name
+        progress(f"built {names} {todo[0].version} in {time.monotonic() - started:.0f} s")
+
+
+def ensure(spec: Spec, progress: Progress) -> Path:
+    """The path of the program (a binary, or a distribution directory for OpenSearch),
+    building it first when the cache does not hold it."""
+    found = _cached(spec)
+    if found is not None:
+        return found
+    _build([spec], progress)
+    return _dest(spec)
+
+
+def plan(names: list[str] | None = None) -> list[list[Spec]]:
+    """What ensure_all would build: one group per build (the Kubernetes programs of one
+    version together), the longest first; empty when the cache holds everything."""
+    specs = load_specs()
+    groups: dict[str, list[Spec]] = {}
+    for name in names or list(specs):
+        spec = specs[name]
+        if _cached(spec) is not None:
+            continue
+        key = f"k8s-{spec.version}" if spec.source == "go-k8s" else name
+        groups.setdefault(key, []).append(spec)
+    return sorted(groups.values(), key=lambda g: -_estimate(g))
+
+
+def _estimate(group: list[Spec]) -> float:
+    key = "k8s" if group[0].source == "go-k8s" else group[0].name
+    return float(ESTIMATE_SECONDS.get(key, 120))
+
+
+def ensure_all(progress: Progress, names: list[str] | None = None,
+               workers: int | None = None) -> dict[str, Path]:
+    """Every program's path, building what the cache lacks: independent builds run side by
+    side (`workers`, default 2: a Go build keeps both cores busy while the other downloads
+    modules or links; each needs up to ~3 GiB), longest first, one progress line per build
+    with its share of the estimated total."""
+    groups = plan(names)
+    if groups:
+        total = sum(_estimate(g) for g in groups)
+        progress(f"{len(groups)} build(s) to make, about {total / 60:.0f} CPU-minutes"
+                 " estimated on 2 cores; once per machine")
+        finished = [0.0]
+        lock = threading.Lock()
+
+        def one(group: list[Spec]) -> None:
+            _build(group, progress)
+            with lock:
+                finished[0] += _estimate(group)
+                progress(f"builds {finished[0] / total:.0%} done (estimated)")
+
+        count = workers or int(os.environ.get("WATCHKEEPER_LAB_BUILD_WORKERS", "2"))
+        with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, count)) as pool:
+            for future in [pool.submit(one, g) for g in groups]:
+                future.result()  # the first failure, with its log's tail
     specs = load_specs()
     return {name: ensure(specs[name], progress) for name in (names or list(specs))}

@@ -29,7 +29,6 @@ import yaml
 
 from runbooks.lab import build
 from runbooks.lab.errors import LabError
-from runbooks.lab.network import can_add_addresses, ensure_address, remove_addresses
 from runbooks.lab.process import Record, start, stop
 
 Progress = build.Progress
@@ -239,8 +238,9 @@ def create(kubeconfig: Path, manifest: dict[str, object]) -> None:
 
 @dataclass
 class ControlPlane:
-    """etcd and kube-apiserver alone under `root`, listening on `ip`: for tests of what talks
-    to the API only (Leases, server-side dry run, RBAC). The full lab runs more."""
+    """etcd and kube-apiserver alone under `root`, listening on `ip` (a loopback address:
+    nothing here needs a pod network): for tests of what talks to the API only (Leases,
+    server-side dry run, RBAC). The full lab runs more."""
 
     root: Path
     ip: str
@@ -261,7 +261,6 @@ class ControlPlane:
         etcd_bin = build.ensure(specs["etcd"], progress)
         apiserver_bin = build.ensure(specs["kube-apiserver"], progress)
         prepare(self.root)
-        ensure_address(self.ip)
         self.etcd = start(etcd_argv(etcd_bin, self.root, self.ip), self.root / "etcd.log")
         self.apiserver = start(apiserver_argv(apiserver_bin, self.root, self.ip),
                                self.root / "kube-apiserver.log")
@@ -276,5 +275,3 @@ class ControlPlane:
         for record in (self.apiserver, self.etcd):
             if record is not None:
                 stop(record, 30.0)
-        if can_add_addresses():
-            remove_addresses(self.ip.rsplit(".", 1)[0])

@@ -10,9 +10,10 @@ for the pods the scheduler binds to `lab-node`:
   `command[1:] + args` are its arguments, with `$(VAR)` expanded from the container's env
   (values and the downward API fields metadata.name / metadata.namespace / status.podIP);
 - each pod gets its own IP: `lab.watchkeeper.io/ip` on the pod template gives the address
-  (for a StatefulSet, that of ordinal 0; ordinal N gets +N), added to the loopback device.
-  A pod's network namespace is emulated by binding to that IP: `0.0.0.0:` in an argument
-  becomes `<pod IP>:`;
+  (for a StatefulSet, that of ordinal 0; ordinal N gets +N). As root the pod gets a network
+  namespace of its own holding that address, on the lab's bridge (network.py, as a CNI bridge
+  plugin does), and its process starts inside it: `0.0.0.0` is the pod's own. Without root
+  (reduced mode) `0.0.0.0:` in an argument becomes `<pod IP>:` on 127/8;
 - volumes: configMap and secret volumes are written as files under the pod's directory,
   persistentVolumeClaims resolve to their PersistentVolume's hostPath, emptyDir is a
   directory; a container's mountPath in an argument becomes that host directory;
@@ -61,7 +62,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from runbooks.lab.network import ensure_address
+from runbooks.lab.network import PodNetwork
 from runbooks.lab.process import Record, start, stop
 
 log = logging.getLogger("watchkeeper.nodeagent")
@@ -90,7 +91,7 @@ def pod_ip(pod: Any) -> str | None:
 
 class NodeAgent:
     def __init__(self, kubeconfig: Path, root: Path, images: dict[str, str],
-                 default_delay: float = 0.0):
+                 default_delay: float = 0.0, podnet: PodNetwork | None = None):
         import urllib3
         from kubernetes import client, config
 
@@ -102,6 +103,7 @@ class NodeAgent:
         self.root = root
         self.images = images
         self.default_delay = default_delay
+        self.podnet = podnet
         self.state_path = root / "state.json"
         self.pods: dict[str, dict[str, Any]] = self._load()
         self.stopping: set[str] = set()
@@ -241,17 +243,23 @@ class NodeAgent:
                     host = host / mount.sub_path
                 host_paths[mount.mount_path.rstrip("/")] = host
         argv = [binary]
+        rewrite = None if self.podnet else ip
         for arg in [*(container.command or [])[1:], *(container.args or [])]:
-            argv.append(self._arg(arg, env, host_paths, ip))
-        ensure_address(ip)
+            argv.append(self._arg(arg, env, host_paths, rewrite))
+        launcher: list[str] = []
+        if self.podnet is not None:
+            self.podnet.ensure_host(ip)
+            launcher = self.podnet.exec_prefix(ip)
         previous = self.pods.get(uid, {})
         restarts = int(previous.get("restarts", 0)) + (1 if restart else 0)
         log_path = self.root / "logs" / f"{ns}_{name}.log"
-        record = start(argv, log_path, env=env, cwd=pod_dir)
+        record = start(argv, log_path, env=env, cwd=pod_dir, prefix=launcher)
         self.pods[uid] = {
             **record.to_dict(), "namespace": ns, "name": name, "ip": ip,
             "restarts": restarts, "started_at": _now(), "log": str(log_path),
             "ready_url": self._ready_url(pod, ip),
+            "ports": {p.name or str(p.container_port): p.container_port
+                      for p in container.ports or []},
             "files": previous.get("files", {}), "pending": {},
             "grace": float(pod.spec.termination_grace_period_seconds or 30),
         }
@@ -282,7 +290,10 @@ class NodeAgent:
         return env
 
     @staticmethod
-    def _arg(arg: str, env: dict[str, str], host_paths: dict[str, Path], ip: str) -> str:
+    def _arg(arg: str, env: dict[str, str], host_paths: dict[str, Path],
+             ip: str | None) -> str:
+        """`arg` with `$(VAR)` expanded and mount paths mapped to the pod's directories; in
+        reduced mode (`ip` given: no namespace of its own) `0.0.0.0:` becomes the pod IP."""
         arg = _VAR.sub(lambda m: env.get(m.group(1), m.group(0)), arg)
         if host_paths:
             # A mount path where a path starts (after `=`, `,`, a quote or at the start), in
@@ -291,7 +302,7 @@ class NodeAgent:
                                                                   reverse=True))
             pattern = re.compile(rf"(?<![\w./-])({alternatives})(?=/|$|,|\")")
             arg = pattern.sub(lambda m: str(host_paths[m.group(1)]), arg)
-        return arg.replace("0.0.0.0:", f"{ip}:")
+        return arg.replace("0.0.0.0:", f"{ip}:") if ip else arg
 
     def _volumes(self, pod: Any, pod_dir: Path) -> dict[str, Path] | None:
         mounts: dict[str, Path] = {}
@@ -486,6 +497,11 @@ class NodeAgent:
                     self.pods.pop(uid, None)
                     self.stopping.discard(uid)
                     self.kill_at.pop(uid, None)
+                    ip = entry.get("ip")
+                    reused = any(e.get("ip") == ip for e in self.pods.values())
+                if self.podnet is not None and ip and not reused:
+                    with contextlib.suppress(Exception):  # `lab down` removes it at the latest
+                        self.podnet.remove_host(ip)
                 self._save()
 
         threading.Thread(target=work, daemon=True).start()
@@ -707,13 +723,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--healthz", required=True, help="address:port of /healthz")
     parser.add_argument("--kubelet-address", default="",
                         help="address:port of the kubelet's /containerLogs (pods/log)")
+    parser.add_argument("--pod-network", default="",
+                        help="the lab's /24 as a.b.c: each pod in a network namespace of its"
+                             " own on the lab's bridge (root); empty: reduced mode, 127/8")
     parser.add_argument("--configmap-delay", type=float, default=0.0,
                         help="seconds before a changed ConfigMap reaches the pods' files")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     args.root.mkdir(parents=True, exist_ok=True)
     agent = NodeAgent(args.kubeconfig, args.root, json.loads(args.images.read_text()),
-                      args.configmap_delay)
+                      args.configmap_delay,
+                      PodNetwork(args.pod_network) if args.pod_network else None)
     _serve_health(agent, args.healthz)
     if args.kubelet_address:
         ip = args.kubelet_address.rsplit(":", 1)[0]

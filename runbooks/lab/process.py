@@ -76,13 +76,15 @@ def _descendants(root: int) -> list[int]:
 
 
 def start(argv: Sequence[str], log: Path, env: Mapping[str, str] | None = None,
-          cwd: Path | None = None) -> Record:
-    """Start a detached process (own session: Ctrl-C in the terminal does not reach it)."""
+          cwd: Path | None = None, prefix: Sequence[str] = ()) -> Record:
+    """Start a detached process (own session: Ctrl-C in the terminal does not reach it).
+    `prefix` runs it through a launcher that execs it in place (`ip netns exec NS`), so the
+    PID recorded is the program's own."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as handle:
         handle.write(f"\n--- {time.strftime('%Y-%m-%dT%H:%M:%S')} {' '.join(argv)}\n".encode())
         proc = subprocess.Popen(
-            list(argv), stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            [*prefix, *argv], stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True,
         )
     ticks = proc_start_ticks(proc.pid)

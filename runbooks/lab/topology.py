@@ -1,8 +1,11 @@
 """The lab's topology: which component listens where, and the configuration files they read.
 
-Every "pod" gets its own loopback address, so receivers use the standard ports
-(19291 remote write, 10901 gRPC, 10902 HTTP) exactly as in a cluster. The /16 block is derived
-from the lab directory, so two labs never share an address.
+Every pod, and every lab host the pods reach (the control plane, S3, the canaries, the
+Prometheus server, OpenSearch), gets an address of its own, so receivers use the standard
+ports (19291 remote write, 10901 gRPC, 10902 HTTP) exactly as in a cluster. As root each
+address lives in a network namespace of its own on the lab's bridge (network.py); without root
+each is a loopback address. The /24 is derived from the lab directory, so two labs never share
+an address.
 """
 
 from __future__ import annotations
@@ -34,9 +37,10 @@ class Addresses:
 
     @classmethod
     def for_lab(cls, lab_dir: Path, routable: bool | None = None) -> Addresses:
-        """A /24 of its own for each lab directory. As root (`routable`), from 198.18.0.0/15
-        added to `lo` (see network.py: the API server's pod proxy refuses 127/8 pod IPs);
-        otherwise from 127/8 (127.0.0.0/16 is left to everything else)."""
+        """A /24 of its own for each lab directory. As root (`routable`), from 198.18.0.0/15,
+        which then exists only on the lab's bridge and inside its namespaces (network.py; the
+        API server's pod proxy refuses 127/8 pod IPs); otherwise from 127/8 (127.0.0.0/16 is
+        left to everything else)."""
         digest = hashlib.sha256(str(lab_dir.resolve()).encode()).digest()
         if routable is None:
             routable = os.geteuid() == 0
@@ -54,7 +58,9 @@ class Addresses:
 
     @property
     def node(self) -> str:
-        """The lab node: KWOK's server and the node agent's /healthz."""
+        """The lab node: KWOK's server, the node agent's /healthz and kubelet endpoint. With
+        the pod network, the bridge's own address in the host's namespace (the pods'
+        gateway, as a node's address is)."""
         return self.ip(6)
 
     def receiver(self, index: int) -> str:

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 import socket
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -334,30 +332,21 @@ def test_blocked_ports_are_named_in_the_network_matrix(lab: Lab, tmp_path: Path)
 
 
 @contextlib.contextmanager
-def firewalled(ip: str, port: int) -> Iterator[None]:
-    """A blocked port, as a firewall or a network policy makes it: an nftables table of its own
-    whose one rule drops TCP to exactly this lab address and port (nothing else on the
-    machine); the table is deleted afterwards."""
-    nft = shutil.which("nft")
-    if nft is None or os.geteuid() != 0:
-        pytest.skip("blocking a port needs root and nft (scripts/setup.sh installs nftables)")
-    table = f"wk_test_{os.getpid()}"
-    subprocess.run([nft, "add", "table", "inet", table], check=True)
-    try:
-        subprocess.run([nft, "add", "chain", "inet", table, "out",
-                        "{ type filter hook output priority 0 ; }"], check=True)
-        subprocess.run([nft, "add", "rule", "inet", table, "out", "ip", "daddr", ip, "tcp",
-                        "dport", str(port), "drop"], check=True)
+def firewalled(lab: Lab, ip: str, port: int) -> Iterator[None]:
+    """A blocked port, as a firewall or a network policy makes it: an nftables rule inside that
+    pod's network namespace drops TCP to this port (from every pod and the host alike; nothing
+    outside the namespace changes); lifted afterwards."""
+    if lab.podnet is None or shutil.which("nft") is None:
+        pytest.skip("blocking a port needs the pod network (root) and nft (setup installs it)")
+    with lab.podnet.block_port(ip, port):
         yield
-    finally:
-        subprocess.run([nft, "delete", "table", "inet", table], check=True)
 
 
 def test_a_firewalled_receiver_port_is_named_first(lab: Lab, tmp_path: Path) -> None:
     """A receiver whose gRPC port is blocked (packets dropped): it stays Ready on HTTP, so only
     the port probes and its peers' failing forwards show it."""
     ip = lab.addresses.receiver(1)
-    with firewalled(ip, 10901):
+    with firewalled(lab, ip, 10901):
         result, journal = run(lab, tmp_path, "diagnose-receiver-connectivity", "observability",
                               "-e", "rate_window=8")
         net, net_journal = run(lab, tmp_path, "diagnose-network", "observability")

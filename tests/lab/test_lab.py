@@ -5,9 +5,11 @@ Tests run in file order; the last one takes the lab down."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import subprocess
 import time
 import urllib.parse
 import urllib.request
@@ -19,7 +21,7 @@ import pytest
 
 from runbooks.clients import opensearch_client, s3_client
 from runbooks.inventory import load_inventory
-from runbooks.lab import Lab, topology
+from runbooks.lab import Lab, process, topology
 from tests.conftest import cli
 
 pytestmark = pytest.mark.lab
@@ -153,6 +155,18 @@ def test_down_stops_every_lab_process_and_touches_only_the_lab_dir(
 ) -> None:
     sentinel = lab.dir.parent / "outside.txt"
     sentinel.write_text("not the lab's")
+    if lab.podnet is not None:
+        # A crashed lab first (every process killed at once): its namespaces and veths are
+        # left behind; the next `up` removes them by name and starts cleanly.
+        for pid in lab.pids():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        poll("every lab process gone", lambda: not any(
+            process.Record(int(r["pid"]), int(r["start_ticks"]), "").alive()
+            for r in lab._all_records()) or None, 30, 0.5)
+        assert lab.podnet.own_namespaces(), "a crash leaves the namespaces behind"
+        lab.up()
+        assert all(c.healthy for c in lab.status().components), lab.status()
     pids = lab.pids()
     assert len(pids) >= 18  # control plane, node agent, pods, storage, canaries
     lab.down()
@@ -162,3 +176,13 @@ def test_down_stops_every_lab_process_and_touches_only_the_lab_dir(
     assert sentinel.read_text() == "not the lab's"
     assert sorted(p.name for p in lab.dir.parent.iterdir()) == ["lab", "outside.txt"]
     assert all(not c.healthy for c in lab.status().components if c.name != "git")
+    if lab.podnet is not None:  # no namespace, veth, bridge or address of the lab remains
+        tag = f"wk{lab.podnet.tag}"
+        netns = json.loads(subprocess.run(["ip", "-j", "netns", "list"], capture_output=True,
+                                          text=True).stdout or "[]")
+        assert not [n["name"] for n in netns if n["name"].startswith(tag)]
+        links = json.loads(subprocess.run(["ip", "-j", "addr", "show"], capture_output=True,
+                                          text=True, check=True).stdout)
+        assert not [link["ifname"] for link in links if link["ifname"].startswith(tag)]
+        assert not [a["local"] for link in links for a in link.get("addr_info", [])
+                    if a["local"].startswith(lab.addresses.prefix + ".")]

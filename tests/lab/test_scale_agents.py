@@ -162,7 +162,7 @@ def test_a_failed_post_gate_rolls_back_and_drains_the_surplus_shard_first(
             time.sleep(1)
 
     watcher = threading.Thread(target=lift_when_rolled_back, daemon=True)
-    with firewalled(host, int(port)):
+    with firewalled(lab, host, int(port)):
         watcher.start()
         result: list[Any] = []
         runner = threading.Thread(target=lambda: result.append(run(

@@ -4,10 +4,12 @@ server, remote-writing to the real receivers, and Thanos Query deduplicating the
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
 import shutil
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -18,7 +20,6 @@ import pytest
 import yaml
 
 from runbooks.lab import Lab, topology
-from runbooks.lab.network import ensure_address
 from tests.lab.test_checklists import inventory_with
 from tests.lab.test_diagnose import firewalled
 from tests.lab.test_kubernetes import core, kubectl
@@ -119,16 +120,37 @@ def test_two_replicas_are_deduplicated_by_query_then_one_is_drained_and_removed(
     assert "data-prometheus-1" in claims  # its TSDB is kept
 
 
+@contextlib.contextmanager
+def port_taken(lab: Lab, address: str, port: int) -> Iterator[None]:
+    """Something else holds `address`:`port` where the pod will run: with the pod network, a
+    process in the pod's namespace (made ahead of the pod; the node agent reuses it);
+    in reduced mode, a socket on the pod's loopback address."""
+    if lab.podnet is None:
+        with socket.socket() as squatter:
+            squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            squatter.bind((address, port))
+            squatter.listen(1)
+            yield
+        return
+    lab.podnet.ensure_host(address)
+    code = (f"import socket, time; s = socket.socket(); s.bind(('0.0.0.0', {port}));"
+            " s.listen(1); print('bound', flush=True); time.sleep(900)")
+    squatter = subprocess.Popen([*lab.podnet.exec_prefix(address), sys.executable, "-c", code],
+                                stdout=subprocess.PIPE, text=True)
+    try:
+        assert squatter.stdout is not None and squatter.stdout.readline().strip() == "bound"
+        yield
+    finally:
+        squatter.kill()
+        squatter.wait(10)
+
+
 def test_a_replica_that_cannot_start_is_rolled_back(
         lab: Lab, tmp_path: Path, one_replica: None) -> None:
     """The fault: prometheus-1's address and port are taken (a socket this test holds), so
     its Prometheus cannot bind and never becomes Ready; the run scales back to one."""
     address = lab.addresses.prometheus_replica(1)
-    ensure_address(address)
-    with socket.socket() as squatter:
-        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        squatter.bind((address, 9090))
-        squatter.listen(1)
+    with port_taken(lab, address, 9090):
         result, journal = run(lab, tmp_path, "scale-prometheus", CLUSTER, "-e", "replicas=2",
                               "-e", "ready_timeout=30")
     assert result.returncode == 1, result.stdout
@@ -146,9 +168,9 @@ def test_a_failed_post_gate_rolls_back_but_never_drops_an_undrained_replica(
     series never reach Query: the post-gate fails and the rollback goes back to one replica.
     prometheus-1 holds every sample it scraped, so the rollback refuses to remove it until
     its queue drains; once the block is lifted, scaling down drains it and removes it."""
-    if shutil.which("nft") is None or os.geteuid() != 0:
-        pytest.skip("blocking remote write needs root and nft (setup installs nftables)")
-    block = firewalled(lab.addresses.receiver(topology.RECEIVERS - 1), 19291)
+    if lab.podnet is None or shutil.which("nft") is None:
+        pytest.skip("blocking remote write needs the pod network (root) and nft")
+    block = firewalled(lab, lab.addresses.receiver(topology.RECEIVERS - 1), 19291)
     armed, stop = threading.Event(), threading.Event()
 
     def arm_when_scaled() -> None:

@@ -153,3 +153,33 @@ def test_refused_lines_are_not_the_past_while_a_probe_fails() -> None:
         120.0, now=now)
     log = next(f for f in findings if f["name"] == "log: connection_refused")
     assert log["status"] == "warn"  # the probe's finding ranks first; the log supports it
+
+
+def test_an_agent_that_cannot_reach_a_receiver_that_answers_here_is_not_restarted() -> None:
+    """The receiver answers watchkeeper's probe, but the agent's own log says it has no route
+    to it (a dropped route or a policy between them): the lag is explained by that, and no
+    restart is proposed (it would not help)."""
+    now = 1_000_000.0
+    ev = evidence(queues=[queue(lag_seconds=300.0)], log_classes={
+        "unreachable": {"count": 7, "example": "dial tcp: connect: no route to host",
+                        "last": now - 5}})
+    findings = diagnose.remote_write_findings(ev, 120.0, now=now)
+    top = diagnose.most_likely(findings)
+    assert top is not None and top["name"] == "log: unreachable", findings
+    lag = next(f for f in findings if f["name"] == "queue q behind")
+    assert "agent's own errors (unreachable)" in lag["evidence"]
+    assert diagnose.remedies(findings) == []
+    # The same lag without the agent's errors is a stuck queue a restart may clear.
+    plain = diagnose.remote_write_findings(evidence(queues=[queue(lag_seconds=300.0)]), 120.0)
+    assert diagnose.remedies(plain) == ["restart"]
+
+
+def test_slow_requests_are_named_even_while_the_queue_keeps_up() -> None:
+    findings = diagnose.remote_write_findings(
+        evidence(queues=[queue(send_seconds=4.2, sends=9)]), 120.0, send_threshold=1.0)
+    top = diagnose.most_likely(findings)
+    assert top is not None and top["name"] == "queue q slow" and top["status"] == "warn"
+    assert "4.2 s" in top["evidence"] and "9 over the window" in top["evidence"]
+    fast = diagnose.remote_write_findings(
+        evidence(queues=[queue(send_seconds=0.01, sends=9)]), 120.0, send_threshold=1.0)
+    assert diagnose.most_likely(fast) is None
