@@ -2,16 +2,20 @@
 
 Exit codes:
   0    success
-  1    the runbook failed (a step or check failed, timeout)
+  1    the runbook failed (a step or check failed, timeout); in check mode (an emergency
+       runbook without --yes) also a fault found and left as it is
   2    usage or inventory error (nothing ran)
   3    a gate or precondition failed (nothing was changed, or the change was rolled back)
   4    locked: another mutating run holds a cluster
   130  interrupted (Ctrl-C); the rollback still ran
+  141  the reader of the output went away (| head); `run` keeps its run's code instead
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import json
 import logging
 import os
@@ -31,10 +35,41 @@ from runbooks.errors import InventoryError, UsageError, WatchkeeperError
 from runbooks.journal import Step
 
 EXIT_CODES = __doc__.split("Exit codes:", 1)[1] if __doc__ else ""
+#: The exit status a shell reports for a program killed by SIGPIPE (128 + 13), as Unix tools
+#: end when the reader of their output goes away (`watchkeeper list | head -3`).
+EXIT_BROKEN_PIPE = 141
 
 _MARKS = {"ok": "[green]ok[/]", "changed": "[yellow]changed[/]", "failed": "[red]FAILED[/]",
           "skipped": "[dim]skipped[/]", "unreachable": "[red]UNREACHABLE[/]",
           "interrupted": "[red]INTERRUPTED[/]", "warn": "[yellow]warn[/]", "fail": "[red]FAIL[/]"}
+
+
+class _Console(Console):
+    """rich's Console, except when the reader of its stream goes away: rich's default raises
+    SystemExit(1), which a progress handler would raise from inside a running runbook. This
+    one goes quiet and raises BrokenPipeError: a run's handlers ignore it (the run goes on to
+    its end, rollback included) and main() ends quietly on it."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
+
+
+def _silence_output() -> None:
+    """After a BrokenPipeError: point stdout (and stderr, when its reader went away too) at
+    /dev/null, so that what is still buffered for the reader that left does not raise again
+    when the interpreter flushes the streams at exit."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(devnull, sys.stdout.fileno())
+        try:
+            sys.stderr.flush()
+        except OSError:
+            with contextlib.suppress(OSError, ValueError):
+                os.dup2(devnull, sys.stderr.fileno())
+    finally:
+        os.close(devnull)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -278,11 +313,12 @@ def cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
     cancel = threading.Event()
 
     def on_sigint(signum: int, frame: Any) -> None:
-        if not cancel.is_set():
-            err.print("[yellow]interrupt: stopping the playbook; the rollback will still run[/]")
-            cancel.set()
-        else:
-            err.print("[yellow]already stopping; waiting for the rollback to finish[/]")
+        first = not cancel.is_set()
+        cancel.set()
+        with contextlib.suppress(BrokenPipeError):  # the run must stop, printed or not
+            err.print("[yellow]interrupt: stopping the playbook; the rollback will still run[/]"
+                      if first else "[yellow]already stopping; waiting for the rollback to"
+                      " finish[/]")
 
     previous = signal.signal(signal.SIGINT, on_sigint)
     try:
@@ -302,16 +338,22 @@ def cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
         "run_dir": str(result.run_dir), "journal": str(result.run_dir / "journal.json"),
         "report": str(result.run_dir / "report.md"), "message": journal.message,
     }
-    if args.output == "json":
-        print(json.dumps(summary, indent=2))
-    else:
-        color = "green" if result.successful else "red"
-        out.print(f"[{color}]{result.status}[/] (exit {result.exit_code}) in"
-                  f" {journal.duration:.1f}s: " + ", ".join(
-                      f"{k}={v}" for k, v in result.clusters.items()))
-        if journal.message and not result.successful:
-            err.print(f"  {journal.message}", markup=False)
-        out.print(f"  report: {result.run_dir / 'report.md'}")
+    try:
+        if args.output == "json":
+            print(json.dumps(summary, indent=2))
+        else:
+            color = "green" if result.successful else "red"
+            out.print(f"[{color}]{result.status}[/] (exit {result.exit_code}) in"
+                      f" {journal.duration:.1f}s: " + ", ".join(
+                          f"{k}={v}" for k, v in result.clusters.items()))
+            if journal.message and not result.successful:
+                err.print(f"  {journal.message}", markup=False)
+            out.print(f"  report: {result.run_dir / 'report.md'}")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away; the run did not: its exit code is the one that matters (the
+        # journal and the report hold what was not printed).
+        _silence_output()
     return result.exit_code
 
 
@@ -414,14 +456,32 @@ def cmd_lab(args: argparse.Namespace, out: Console, err: Console) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command line. When the reader of its output goes away (`watchkeeper list | head`)
+    it ends quietly with EXIT_BROKEN_PIPE, as Unix tools do; `run` keeps its run's code."""
+    try:
+        try:
+            code = _main(argv)
+        except SystemExit:  # argparse's --help and usage messages
+            sys.stdout.flush()
+            raise
+        # Flushed here, not at the interpreter's exit, so that a reader that went away is a
+        # BrokenPipeError handled below rather than an "Exception ignored" message.
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        _silence_output()
+        return EXIT_BROKEN_PIPE
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(
         level=logging.WARNING - 10 * min(args.verbose, 2),
         format="%(levelname)s %(name)s: %(message)s",
     )
     # Piped output (CI logs, grep) must not be folded at rich's default 80 columns.
-    out = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
-    err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 200)
+    out = _Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+    err = _Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 200)
     try:
         if args.command == "list":
             return cmd_list(args, out)

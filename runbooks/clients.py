@@ -41,3 +41,12 @@ def opensearch_client(cluster: ClusterConfig) -> Any:
         params["username"] = cluster.opensearch_auth.username
         params["password"] = cluster.opensearch_auth.password.resolve()
     return module_utils("opensearch_api").connect(params)
+
+
+def agent_credentials(cluster: ClusterConfig) -> tuple[str | None, str | None]:
+    """(username, password) for the cluster's agent endpoints (wk_agent_auth, basic auth),
+    else (None, None): the last two arguments of module_utils/promhttp.get, the reader the
+    agent modules use for the agent's /-/ready and /metrics."""
+    if cluster.agent_auth is None:
+        return None, None
+    return cluster.agent_auth.username, cluster.agent_auth.password.resolve()

@@ -32,6 +32,7 @@ from runbooks.errors import (
 )
 from runbooks.inventory import ClusterConfig, Inventory, load_inventory
 from runbooks.journal import (
+    Check,
     Journal,
     Phase,
     Redactor,
@@ -237,7 +238,12 @@ def run(
         status, exit_code = "interrupted", EXIT_INTERRUPTED
     steps = tuple(record.steps)
     if not message and status != "successful":
-        message = _summary(steps, status)
+        message = _summary(steps, status, options.check)
+    outcomes = cluster_outcomes([c.name for c in clusters], steps)
+    if options.check:  # a fault found in check mode fails its cluster, as in the run's status
+        for step, _ in check_mode_faults(steps):
+            if step.cluster in outcomes:
+                outcomes[step.cluster] = "failed"
     redactor = Redactor(_secret_values(inventory))
     journal = Journal(
         runbook=runbook.name,
@@ -251,7 +257,7 @@ def run(
         params=redactor.data(params_view),
         inventory={"path": str(options.inventory), "digest": inventory.digest if inventory else ""},
         versions=versions(),
-        clusters=cluster_outcomes([c.name for c in clusters], steps),
+        clusters=outcomes,
         steps=tuple(
             replace(s, message=redactor.text(s.message), checks=tuple(
                 replace(c, evidence=redactor.text(c.evidence), hint=redactor.text(c.hint))
@@ -278,13 +284,47 @@ def run(
     return Result(status, exit_code, journal.clusters, run_dir, journal)
 
 
-def _summary(steps: Sequence[Step], status: str) -> str:
+def check_mode_faults(steps: Sequence[Step]) -> list[tuple[Step, Check]]:
+    """The failing findings (FAIL checks) of a run's playbook steps, each with its step.
+
+    The emergency runbooks diagnose without failing the task (so that the remedy can follow);
+    in check mode nothing is remedied, so each of these findings is a fault that stands."""
+    return [(step, check) for step in steps if step.phase == "playbook"
+            for check in step.checks if check.status == "fail"]
+
+
+def run_outcome(playbook: RunStatus, gate_failed: bool, check: bool,
+                steps: Sequence[Step]) -> tuple[RunStatus, int]:
+    """The run's status and exit code, from how its playbook ended, whether a post-gate
+    failed, whether it ran in check mode and the steps it recorded:
+
+    - a post-gate failed after a successful playbook: failed, 3 (rolled back);
+    - check mode, and a playbook step reported a failing finding (check_mode_faults): failed,
+      1: nothing remedied it (an emergency runbook without --yes that finds a fault ends as
+      the diagnose runbooks do). Out of check mode the remedy and its verification decide;
+    - else the playbook's status: successful 0, interrupted 130, anything else 1.
+    """
+    if playbook == "successful" and gate_failed:
+        return "failed", EXIT_GATE
+    if playbook == "successful" and check and check_mode_faults(steps):
+        return "failed", EXIT_FAILED
+    codes = {"successful": EXIT_OK, "interrupted": EXIT_INTERRUPTED}
+    return playbook, codes.get(playbook, EXIT_FAILED)
+
+
+def _summary(steps: Sequence[Step], status: str, check: bool = False) -> str:
     failed = [s for s in steps if s.failed]
-    if not failed:
-        return status
-    first = failed[0]
-    more = f" (+{len(failed) - 1} more)" if len(failed) > 1 else ""
-    return f"{first.cluster}: {first.name}: {first.message or first.status}{more}"
+    if failed:
+        first = failed[0]
+        more = f" (+{len(failed) - 1} more)" if len(failed) > 1 else ""
+        return f"{first.cluster}: {first.name}: {first.message or first.status}{more}"
+    faults = check_mode_faults(steps) if check else []
+    if faults:
+        step, finding = faults[0]
+        more = f" (+{len(faults) - 1} more)" if len(faults) > 1 else ""
+        return (f"check mode found a fault, nothing was remedied: {step.cluster}:"
+                f" {finding.name}: {finding.evidence}{more}")
+    return status
 
 
 def _run_locked(
@@ -356,10 +396,7 @@ def _run_locked(
         rollback = playbook(runbook.rollback_playbook, "rollback", "rollback")
         if rollback.status != "successful":
             log.error("rollback of %s ended %s", runbook.name, rollback.status)
-    if status == "successful" and gate_failed:
-        return "failed", EXIT_GATE
-    codes = {"successful": EXIT_OK, "interrupted": EXIT_INTERRUPTED}
-    return status, codes.get(status, EXIT_FAILED)
+    return run_outcome(status, gate_failed, options.check, record.steps)
 
 
 def _resolve_playbook(name: str) -> Path:

@@ -1,6 +1,7 @@
 """hashring: the Thanos Receive hashring from the Ready receivers, validated, applied, proven.
 
-The procedure (DOMAIN.md, "hashring changes"):
+The procedure (a receiver reloads the hashring file when it changes and reports the hash of
+the file it loaded as thanos_receive_config_hash; see Thanos' pkg/receive/config.go):
 1. validate: an observability cluster is selected, with its kube context; params sane;
 2. build the catch-all ring from the receive StatefulSet's Ready pods (or `members`), keep
    every tenant ring as it is; refuse an invalid ring (JSON array, tenant rings before the one

@@ -243,7 +243,10 @@ def _api_reason(exc: Exception, what: str, cluster: ClusterConfig) -> str:
 
 
 def follow_logs(cluster: ClusterConfig, pods: list[str], grep: str | None, emit: Any) -> None:
-    """Stream new lines of each pod (one thread per pod) until interrupted."""
+    """Stream new lines of each pod (one thread per pod) until interrupted. When `emit`
+    raises BrokenPipeError (the reader of the output went away: `... -f | grep -m1 x`),
+    every stream stops and BrokenPipeError is raised here, in the caller's thread."""
+    import errno
     import threading
 
     from kubernetes import client as k
@@ -252,18 +255,26 @@ def follow_logs(cluster: ClusterConfig, pods: list[str], grep: str | None, emit:
 
     pattern = _grep_pattern(grep)
     api = k.CoreV1Api(kube_api(cluster))
+    reader_gone = threading.Event()
 
     def stream(name: str) -> None:
         # New lines only: what was there is printed by read_logs before.
         response: Any = api.read_namespaced_pod_log(name, cluster.namespace, follow=True,
                                                     tail_lines=0, _preload_content=False)
-        for raw in response.stream():
-            for line in raw.decode("utf-8", "replace").splitlines():
-                if pattern is None or pattern.search(line):
-                    emit(name, line)
+        try:
+            for raw in response.stream():
+                for line in raw.decode("utf-8", "replace").splitlines():
+                    if pattern is None or pattern.search(line):
+                        emit(name, line)
+        except BrokenPipeError:
+            reader_gone.set()
 
     threads = [threading.Thread(target=stream, args=(n,), daemon=True) for n in pods]
     for thread in threads:
         thread.start()
-    for thread in threads:
-        thread.join()
+    # A pod that logs nothing more would hold a join() forever: wait for the reader as well.
+    while any(thread.is_alive() for thread in threads):
+        if reader_gone.wait(0.5):
+            raise BrokenPipeError(errno.EPIPE, "the reader of the log lines went away")
+    if reader_gone.is_set():
+        raise BrokenPipeError(errno.EPIPE, "the reader of the log lines went away")

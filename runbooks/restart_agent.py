@@ -21,7 +21,7 @@ from typing import Any
 from pydantic import Field
 
 from runbooks.agent_health import require_workload
-from runbooks.clients import kube_api
+from runbooks.clients import agent_credentials, kube_api
 from runbooks.collection import module_utils
 from runbooks.inventory import ClusterConfig
 from runbooks.model import Gate, GateResult, Params, Runbook, RunContext
@@ -70,9 +70,7 @@ def delivering(ctx: RunContext, cluster: ClusterConfig) -> GateResult:
     promhttp = module_utils("promhttp")
     promtext = module_utils("promtext")
     agent_health = module_utils("agent_health")
-    user = password = None
-    if cluster.agent_auth is not None:
-        user, password = cluster.agent_auth.username, cluster.agent_auth.password.resolve()
+    user, password = agent_credentials(cluster)
     ready = promhttp.get(cluster.agent_url + "/-/ready", 5.0, user, password)
     if not ready.ok:
         return GateResult(False, f"{cluster.agent_url}/-/ready: {ready.error}")

@@ -1,4 +1,5 @@
-"""scale-receivers: Thanos Receive up or down by the safe procedure (DOMAIN.md).
+"""scale-receivers: Thanos Receive up or down by the safe procedure: a receiver joins the ring
+only once Ready, leaves it before its pod stops, one member at a time.
 
 1. validate: an observability cluster with its kube context, Query (for the post-gate) and,
    to scale down, the blocks bucket; `replicas` >= the replication factor;
@@ -17,12 +18,11 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.request
 from typing import Any, Literal
 
 from pydantic import Field
 
-from runbooks.clients import kube_api
+from runbooks.clients import agent_credentials, kube_api
 from runbooks.collection import module_utils
 from runbooks.errors import PreconditionFailed
 from runbooks.inventory import ClusterConfig
@@ -66,32 +66,41 @@ def _endpoint(cluster: ClusterConfig, pod: Any) -> str:
 
 #: Seconds between the two metric samples the steady-state gate compares.
 GATE_WINDOW = 5.0
+#: An agent's remote-write lag: its newest sample appended minus the newest one sent.
+NEWEST_SAMPLE = "prometheus_remote_storage_highest_timestamp_in_seconds"
+NEWEST_SENT = "prometheus_remote_storage_queue_highest_sent_timestamp_seconds"
 
 
 def _agent_lags(ctx: RunContext) -> dict[str, float | None]:
-    """Remote-write lag of every workload cluster's agent in the inventory (None: no data)."""
+    """Remote-write lag of every workload cluster's agent in the inventory (None: no data),
+    read from its /metrics with the inventory's wk_agent_auth, as the agent modules read it."""
+    promhttp = module_utils("promhttp")
     promtext = module_utils("promtext")
     lags: dict[str, float | None] = {}
     for cluster in ctx.inventory.clusters:
         if cluster.role != "workload" or cluster.agent_url is None:
             continue
-        try:
-            with urllib.request.urlopen(f"{cluster.agent_url}/metrics", timeout=5) as response:
-                samples = promtext.parse(response.read().decode())
-        except OSError:
+        user, password = agent_credentials(cluster)
+        fetched = promhttp.get(f"{cluster.agent_url}/metrics", 5.0, user, password)
+        if not fetched.ok:
             lags[cluster.name] = None
             continue
-        newest = promtext.maximum(samples, "prometheus_remote_storage_highest_timestamp_in_seconds")
-        sent = promtext.maximum(samples,
-                                "prometheus_remote_storage_queue_highest_sent_timestamp_seconds")
+        try:
+            samples = promtext.parse(fetched.body, (NEWEST_SAMPLE, NEWEST_SENT))
+        except ValueError:
+            lags[cluster.name] = None
+            continue
+        newest = promtext.maximum(samples, NEWEST_SAMPLE)
+        sent = promtext.maximum(samples, NEWEST_SENT)
         lags[cluster.name] = None if newest is None or sent is None else max(0.0, newest - sent)
     return lags
 
 
 def steady_state(ctx: RunContext, cluster: ClusterConfig) -> GateResult:
-    """DOMAIN.md's baseline, awaited: a ring change makes receivers' forwards fail for a few
-    seconds (the agents retry: nothing is lost), so the gate re-evaluates until the platform
-    is steady or `settle_timeout` passes, then fails with the last evidence."""
+    """The steady-state baseline (_steady_state_once), awaited: a ring change makes receivers'
+    forwards fail for a few seconds (the agents retry: nothing is lost), so the gate
+    re-evaluates until the platform is steady or `settle_timeout` passes, then fails with the
+    last evidence."""
     params: Any = ctx.params
     deadline = time.monotonic() + float(getattr(params, "settle_timeout", 0.0))
     attempts = 0

@@ -35,4 +35,4 @@ if [ "${WATCHKEEPER_EDITABLE:-0}" = 1 ]; then
 else
   .venv/bin/python -m pip install -q ".[dev]"
 fi
-echo "setup: $(.venv/bin/watchkeeper --help >/dev/null && echo ok) ($(.venv/bin/python -c 'import runbooks; print(runbooks.__file__)'))"
+echo "setup: $(.venv/bin/watchkeeper --help >/dev/null && echo ok) ($(.venv/bin/python -P -c 'import runbooks; print(runbooks.__file__)'))"

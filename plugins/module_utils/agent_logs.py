@@ -3,7 +3,9 @@
 """Classify a Prometheus Agent's log lines: which remote-write errors, how many, an example each.
 
 Pure functions over text. Prometheus logs logfmt (`ts=... level=warn ... msg="..." err="..."`).
-What each class means for data (DOMAIN.md, "Replication and quorum"):
+What each class means for data (the remote-write specification's retries and backoff,
+https://prometheus.io/docs/concepts/remote_write_spec/#retries-backoff, as Prometheus'
+storage/remote/client.go implements it):
 
 - a 4xx answer is a *non-recoverable error*: the batch is dropped, never retried;
 - 409 out of order / out of bounds is a 4xx the receiver gives for samples it cannot append

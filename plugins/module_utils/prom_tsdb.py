@@ -16,8 +16,9 @@ import urllib.request
 
 from ansible_collections.watchkeeper.platform.plugins.module_utils import promhttp
 
-#: What to back up instead of an agent (DOMAIN.md: agents have no TSDB, receivers' durable
-#: copy is the bucket).
+#: What to back up instead of an agent: a Prometheus Agent keeps a WAL only, no TSDB
+#: (https://prometheus.io/blog/2021/11/16/agent/); Thanos Receive's durable copy is the blocks
+#: it uploads to the bucket.
 AGENT_ADVICE = (
     "a Prometheus Agent keeps only a write-ahead log of samples it has not yet remote-written,"
     " and has no TSDB and no snapshot API (/api/v1/admin/tsdb/snapshot answers 'unavailable"

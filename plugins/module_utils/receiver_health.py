@@ -30,7 +30,8 @@ START_TIME = "process_start_time_seconds"
 METRICS = (FORWARDS, REPLICATIONS, HTTP_REQUESTS, REPLICATION_FACTOR, BUILD_INFO, LAST_UPLOAD,
            UPLOADS, UPLOAD_FAILURES, START_TIME)
 
-#: DOMAIN.md: no upload for 3 h is the alert.
+#: No upload for 3 h is the alert: the Thanos mixin's ThanosReceiveNoUpload
+#: (mixin/alerts/receive.libsonnet: increase(thanos_shipper_uploads_total[3h]) == 0).
 DEFAULT_UPLOAD_MAX_AGE = 3 * 3600.0
 
 

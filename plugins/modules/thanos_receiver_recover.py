@@ -104,6 +104,10 @@ def run(module):
                        "no events"),
                    hint="restart it; if it stays down, take it out of the ring")
               for name, f in sorted(findings.items())]
+    if stale:  # the ring still sends writes there (also to a member whose pod is gone)
+        checks.append(dict(name="ring endpoints without a Ready pod", status="fail",
+                           evidence=", ".join(stale),
+                           hint="take them out of the ring (the ring over the Ready receivers)"))
     result["checks"] = checks
     if not findings and not stale:
         result["msg"] = "all %d receivers Ready and in the ring: nothing to do" % len(pods)

@@ -639,8 +639,10 @@ class Lab:
         pods = self.pod_records()
 
         def pod_rank(name: str) -> int:
-            for i, part in enumerate(("prometheus-agent", "thanos-query", "alertmanager",
-                                      "thanos-receive", "thanos-store")):
+            # Every remote writer before the receivers: a Prometheus (agent or server) that
+            # stops after them waits out its flush deadline (1 min) on samples it cannot send.
+            for i, part in enumerate(("prometheus-agent", "/prometheus-", "thanos-query",
+                                      "alertmanager", "thanos-receive", "thanos-store")):
                 if part in name:
                     return i
             return 99

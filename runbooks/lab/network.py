@@ -111,6 +111,7 @@ class PodNetwork:
         """The bridge with the gateway address, up (idempotent)."""
         if self.bridge not in links():
             _ip("link", "add", self.bridge, "type", "bridge")
+        _no_ipv6(self.bridge)
         _ip("addr", "replace", f"{self.gateway}/24", "dev", self.bridge)
         _ip("link", "set", self.bridge, "up")
 
@@ -124,6 +125,7 @@ class PodNetwork:
             _ip("netns", "add", netns)
         if veth not in links():
             _ip("link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", netns)
+        _no_ipv6(veth)
         _ip("link", "set", veth, "master", self.bridge, "up")
         _ip("-n", netns, "link", "set", "lo", "up")
         _ip("-n", netns, "addr", "replace", f"{ip}/24", "dev", "eth0")
@@ -198,14 +200,14 @@ class PodNetwork:
 
     @contextlib.contextmanager
     def drop_route(self, ip: str, destination: str) -> Iterator[None]:
-        """`ip`'s namespace loses its route to `destination` (a blackhole route: sends fail
-        at once with 'invalid argument' / 'no route'), restored on exit."""
+        """`ip`'s namespace loses its route to `destination` (an `unreachable` route: sends
+        fail at once with 'no route to host'), restored on exit. Only that pod is cut off."""
         netns = self.netns(ip)
-        _ip("-n", netns, "route", "add", "blackhole", f"{destination}/32")
+        _ip("-n", netns, "route", "add", "unreachable", f"{destination}/32")
         try:
             yield
         finally:
-            _ip("-n", netns, "route", "del", "blackhole", f"{destination}/32", check=False)
+            _ip("-n", netns, "route", "del", "unreachable", f"{destination}/32", check=False)
 
     @contextlib.contextmanager
     def delay(self, ip: str, destination: str, port: int, seconds: float) -> Iterator[None]:
@@ -231,10 +233,14 @@ class PodNetwork:
             _run([*nft, "add", "rule", "ip", table, "out", "meta", "mark", "!=", str(mark),
                   "ip", "daddr", destination, "tcp", "dport", str(port), "redirect", "to",
                   f":{listen}"])
-            # Connections the agent already holds would bypass the redirect: cut them so it
-            # reconnects through the slow link (the kernel's socket-destroy, as `ss -K` does).
-            subprocess.run([*self.exec_prefix(ip), "ss", "-K", "dst", destination,
-                            "dport", "=", str(port)], capture_output=True)
+            # Connections made before the redirect keep their destination (conntrack): reset
+            # them on their next packet, so the client reconnects through the slow link.
+            # Redirected packets already carry 127.0.0.1 here (nat runs before filter).
+            _run([*nft, "add", "chain", "ip", table, "cut",
+                  "{ type filter hook output priority 0 ; }"])
+            _run([*nft, "add", "rule", "ip", table, "cut", "meta", "mark", "!=", str(mark),
+                  "ip", "daddr", destination, "tcp", "dport", str(port), "reject", "with",
+                  "tcp", "reset"])
             yield
         finally:
             _run([*nft, "delete", "table", "ip", table], check=False)
@@ -243,6 +249,15 @@ class PodNetwork:
                 proxy.wait(5)
             if proxy.poll() is None:
                 proxy.kill()
+
+
+def _no_ipv6(link: str) -> None:
+    """No IPv6 link-local address on the lab's host-side links: the lab's only addresses in
+    the host's namespace are loopback and the bridge's one IPv4 address."""
+    path = f"/proc/sys/net/ipv6/conf/{link}/disable_ipv6"
+    if os.path.exists(path):
+        with open(path, "w") as handle:
+            handle.write("1\n")
 
 
 def _run(argv: list[str], check: bool = True) -> None:

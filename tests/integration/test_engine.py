@@ -224,3 +224,33 @@ def test_a_runbook_missing_a_required_inventory_field_stops_before_running(
     assert "cluster-a: wk_query_url: expected a value (runbook fixture-needs-query needs it)" \
         in result.stderr
     assert not (tmp_path / "run" / "ansible").exists()
+
+
+def test_emergency_check_mode_exits_1_on_a_fault_and_yes_remedies_it(
+    tmp_path: Path, target: Path, state_env: dict[str, str]
+) -> None:
+    # Shaped like receiver-down: the module reports its diagnosis as FAIL checks without
+    # failing the task, and remedies unless in check mode (without --yes).
+    marker = target / "cluster-a.down"
+    marker.write_text("")
+
+    def emergency(run: str, *extra: str) -> subprocess.CompletedProcess[str]:
+        return cli("run", "fixture-emergency", "-i", str(INVENTORY), "--run-dir",
+                   str(tmp_path / run), "-e", f"target_dir={target}", *extra,
+                   env={**FIXTURES, **state_env})
+
+    result = emergency("check")
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    journal = _journal(tmp_path, "check")
+    assert journal["check_mode"] is True and journal["exit_code"] == 1
+    assert journal["clusters"] == {"cluster-a": "failed", "cluster-b": "ok"}
+    assert journal["message"].startswith("check mode found a fault, nothing was remedied:"
+                                         " cluster-a: marker absent:"), journal["message"]
+    assert marker.exists()  # check mode changed nothing
+
+    result = emergency("yes", "--yes")
+    assert result.returncode == 0, (result.stdout, result.stderr)
+    assert not marker.exists()
+
+    result = emergency("healthy")  # check mode again: nothing wrong, exit 0
+    assert result.returncode == 0, (result.stdout, result.stderr)

@@ -113,7 +113,7 @@ def test_a_wrong_remote_write_url_is_named_first_and_remote_write_failing_repoin
     # Without --yes: check mode, the diagnosis and what would be done; nothing changes.
     uid = agent_uid(lab)
     result, journal = run(lab, tmp_path, "remote-write-failing", AGENT_NS, inventory=imperative)
-    assert result.returncode == 0, result.stdout
+    assert result.returncode == 1, result.stdout  # a fault found in check mode
     assert journal["check_mode"] is True
     messages = " | ".join(s["message"] for s in playbook_steps(journal))
     assert "most likely: wrong remote-write URL" in messages
@@ -199,7 +199,7 @@ def test_an_agent_scaled_to_zero_by_hand_is_re_synced_from_git(
 
     # Without --yes: the drift and the re-sync it would do; nothing changes.
     result, journal = run(lab, tmp_path, "metrics-missing", AGENT_NS, "-e", "stale_seconds=15")
-    assert result.returncode == 0, result.stdout
+    assert result.returncode == 1, result.stdout  # a fault found in check mode
     resync = next(s for s in playbook_steps(journal) if s["name"].startswith("Re-sync"))
     assert resync["status"] == "changed", resync
     assert resync["message"].startswith("would re-sync StatefulSet/prometheus-agent from")
@@ -373,6 +373,85 @@ def test_a_firewalled_receiver_port_is_named_first(lab: Lab, tmp_path: Path) -> 
                           "-e", "rate_window=2")
     found = {c["name"]: c for c in first_step(journal)["checks"]}
     assert found[f"receiver {ip} gRPC"]["status"] == "ok", found
+
+
+def agent_metric(lab: Lab, prefix: str) -> float:
+    """The first sample of the lab agent's /metrics whose line starts with `prefix`."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://{lab.addresses.agent(0)}:9090/metrics",
+                                timeout=5) as response:
+        text = response.read().decode()
+    return next(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                if line.startswith(prefix))
+
+
+def agent_lag(lab: Lab) -> float:
+    """The lab agent's remote-write lag now, read here from its /metrics."""
+    return (agent_metric(lab, "prometheus_remote_storage_highest_timestamp_in_seconds")
+            - agent_metric(lab, "prometheus_remote_storage_queue_highest_sent_timestamp"))
+
+
+def slow_requests(lab: Lab) -> float:
+    """Remote-write requests of the lab agent that took more than 2.5 s, so far."""
+    histogram = "prometheus_remote_storage_sent_batch_duration_seconds"
+    return (agent_metric(lab, f"{histogram}_count")
+            - agent_metric(lab, f'{histogram}_bucket{{le="2.5"'))
+
+
+def test_an_agent_whose_route_to_its_receiver_is_dropped_is_named_not_restarted(
+        lab: Lab, tmp_path: Path) -> None:
+    """The fault: the agent's namespace loses its route to its receiver (only that pod: the
+    receiver answers watchkeeper and every other pod). The diagnosis names the agent's own
+    'no route to host' errors first and explains the lag by them; a restart is not proposed."""
+    if lab.podnet is None:
+        pytest.skip("a per-pod route needs the pod network (root)")
+    receiver = lab.addresses.receiver(0)
+    assert f"http://{receiver}:19291/api/v1/receive" in agent_config(lab)
+    tight = inventory_with(lab, tmp_path, AGENT_NS, wk_threshold_remote_write_lag_seconds=10)
+    with lab.podnet.drop_route(lab.addresses.agent(0), receiver):
+        poll("the agent 15 s behind", lambda: agent_lag(lab) > 15 or None, 120, 2)
+        result, journal = run(lab, tmp_path, "diagnose-remote-write", AGENT_NS,
+                              inventory=tight)
+    assert result.returncode == 1, result.stdout
+    diag = first_step(journal)
+    top = diag["checks"][0]
+    assert top["name"] == "log: unreachable" and top["status"] == "fail", diag["checks"]
+    assert "no route to host" in top["evidence"] and receiver in top["evidence"], top
+    found = {c["name"]: c for c in diag["checks"]}
+    assert found[f"endpoint http://{receiver}:19291/api/v1/receive"]["status"] == "ok"
+    behind = next(c for c in diag["checks"] if c["name"].endswith(" behind"))
+    assert "explained by the agent's own errors (unreachable)" in behind["evidence"], behind
+    assert not [c for c in diag["checks"] if c["name"].endswith(" stuck")]
+    # The route back, the agent catches up by itself (the WAL kept every sample).
+    poll("the agent caught up", lambda: agent_lag(lab) < 10 or None, 180, 2)
+
+
+def test_a_slow_link_to_the_receiver_is_named_with_its_request_time(
+        lab: Lab, tmp_path: Path) -> None:
+    """The fault: 2 s of delay each way on the agent's link to its receiver (a proxy in the
+    agent's namespace; the kernel here has no netem). Samples still arrive, but each request
+    takes about 4 s: the diagnosis says the queue is slow and by how much."""
+    if lab.podnet is None or shutil.which("nft") is None:
+        pytest.skip("a per-pod slow link needs the pod network (root) and nft")
+    receiver = lab.addresses.receiver(0)
+    before = slow_requests(lab)
+    with lab.podnet.delay(lab.addresses.agent(0), receiver, 19291, 2.0):
+        poll("requests through the slow link", lambda: slow_requests(lab) > before or None,
+             60, 1)
+        _, journal = run(lab, tmp_path, "diagnose-remote-write", AGENT_NS,
+                         "-e", "rate_window=15")
+    diag = first_step(journal)
+    top = diag["checks"][0]
+    assert top["name"] == "queue thanos-receive slow" and top["status"] == "warn", diag
+    seconds = float(top["evidence"].split("each request takes ")[1].split(" s")[0])
+    assert 3.5 <= seconds < 30, top  # two 2 s delays per request, plus the receiver's time
+    assert diag["message"].startswith("most likely: queue thanos-receive slow")
+    # Without the delay, requests are fast again.
+    poll("fast requests again", lambda: not any(
+        c["name"] == "queue thanos-receive slow" for c in first_step(run(
+            lab, tmp_path, "diagnose-remote-write", AGENT_NS, "-e", "rate_window=5")[1]
+        )["checks"]) or None, 120, 5)
 
 
 # ----------------------------------------------------------------------------- disk space

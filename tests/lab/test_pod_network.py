@@ -24,11 +24,17 @@ def ip_json(*args: str) -> list[dict]:
 
 
 def listeners(lab: Lab, ip: str) -> set[str]:
-    """Local address:port of every TCP listener inside `ip`'s namespace."""
+    """Local address:port of every TCP listener inside `ip`'s namespace, a wildcard address
+    (`*`, `[::]`: Go binds 0.0.0.0 dual-stack) written as 0.0.0.0."""
     assert lab.podnet is not None
     out = subprocess.run([*lab.podnet.exec_prefix(ip), "ss", "-Htln"], capture_output=True,
                          text=True, check=True).stdout
-    return {line.split()[3] for line in out.splitlines() if line.strip()}
+    found = set()
+    for line in out.splitlines():
+        if line.strip():
+            host, port = line.split()[3].rsplit(":", 1)
+            found.add(f"{'0.0.0.0' if host in ('*', '[::]') else host}:{port}")
+    return found
 
 
 def netns_inode(pid: int) -> str:

@@ -74,7 +74,8 @@ def test_without_yes_it_only_diagnoses(lab: Lab, tmp_path: Path) -> None:
         wait_not_ready(lab)
         uid = core(lab).read_namespaced_pod(VICTIM, NS).metadata.uid
         result, journal = run(lab, tmp_path, "receiver-down")
-        assert result.returncode == 0, result.stdout
+        # Check mode that finds a receiver down exits 1, so a pager hook or CI can act on it.
+        assert result.returncode == 1, result.stdout
         assert journal["check_mode"] is True
         step = playbook_steps(journal)[0]
         assert f"{VICTIM} Running, not Ready" in step["message"], step
