@@ -102,6 +102,11 @@ class PodNetwork:
             raise NetworkError(f"{ip} is not in this lab's block {self.prefix}.0/24")
         return int(ip.rsplit(".", 1)[1])
 
+    def mac(self, ip: str) -> str:
+        """eth0's MAC in `ip`'s namespace: locally administered, from the address."""
+        octets = [int(x) for x in ip.split(".")]
+        return "02:77:" + ":".join(f"{o:02x}" for o in octets)
+
     def exec_prefix(self, ip: str) -> list[str]:
         """argv prefix that runs a program inside `ip`'s namespace."""
         return ["ip", "netns", "exec", self.netns(ip)]
@@ -124,7 +129,10 @@ class PodNetwork:
         if netns not in namespaces():
             _ip("netns", "add", netns)
         if veth not in links():
-            _ip("link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", netns)
+            # A MAC derived from the address: a namespace made again for the same address
+            # (after `down`, or a crash) keeps its MAC, so peers' ARP caches stay right.
+            _ip("link", "add", veth, "type", "veth", "peer", "name", "eth0", "address",
+                self.mac(ip), "netns", netns)
         _no_ipv6(veth)
         _ip("link", "set", veth, "master", self.bridge, "up")
         _ip("-n", netns, "link", "set", "lo", "up")
@@ -132,12 +140,6 @@ class PodNetwork:
         _ip("-n", netns, "link", "set", "eth0", "up")
         _ip("-n", netns, "route", "replace", "default", "via", self.gateway)
         return netns
-
-    def remove_host(self, ip: str) -> None:
-        """Delete `ip`'s namespace (its veth pair goes with it)."""
-        _ip("netns", "del", self.netns(ip), check=False)
-        if self.veth(ip) in links():
-            _ip("link", "del", self.veth(ip), check=False)
 
     # ------------------------------------------------------------------ clean
     def own_namespaces(self) -> list[str]:

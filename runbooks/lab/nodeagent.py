@@ -497,11 +497,10 @@ class NodeAgent:
                     self.pods.pop(uid, None)
                     self.stopping.discard(uid)
                     self.kill_at.pop(uid, None)
-                    ip = entry.get("ip")
-                    reused = any(e.get("ip") == ip for e in self.pods.values())
-                if self.podnet is not None and ip and not reused:
-                    with contextlib.suppress(Exception):  # `lab down` removes it at the latest
-                        self.podnet.remove_host(ip)
+                # The pod's namespace stays (its address answers "connection refused", as the
+                # old lab's loopback address did): a namespace and veth made anew for the
+                # next pod with this IP would leave peers' ARP caches and connections to the
+                # old one dangling for seconds. `lab down` removes them all.
                 self._save()
 
         threading.Thread(target=work, daemon=True).start()

@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from runbooks.lab import Lab, process, topology
+from tests.lab.helpers import firewalled
 from tests.lab.test_checklists import canary_health, inventory_with
 from tests.lab.test_kubernetes import is_ready, kubectl
 from tests.lab.test_lab import poll
@@ -331,17 +332,6 @@ def test_blocked_ports_are_named_in_the_network_matrix(lab: Lab, tmp_path: Path)
 
 
 
-@contextlib.contextmanager
-def firewalled(lab: Lab, ip: str, port: int) -> Iterator[None]:
-    """A blocked port, as a firewall or a network policy makes it: an nftables rule inside that
-    pod's network namespace drops TCP to this port (from every pod and the host alike; nothing
-    outside the namespace changes); lifted afterwards."""
-    if lab.podnet is None or shutil.which("nft") is None:
-        pytest.skip("blocking a port needs the pod network (root) and nft (setup installs it)")
-    with lab.podnet.block_port(ip, port):
-        yield
-
-
 def test_a_firewalled_receiver_port_is_named_first(lab: Lab, tmp_path: Path) -> None:
     """A receiver whose gRPC port is blocked (packets dropped): it stays Ready on HTTP, so only
     the port probes and its peers' failing forwards show it."""
@@ -375,15 +365,16 @@ def test_a_firewalled_receiver_port_is_named_first(lab: Lab, tmp_path: Path) -> 
     assert found[f"receiver {ip} gRPC"]["status"] == "ok", found
 
 
-def agent_metric(lab: Lab, prefix: str) -> float:
-    """The first sample of the lab agent's /metrics whose line starts with `prefix`."""
+def agent_metric(lab: Lab, prefix: str, having: str = "") -> float:
+    """The first sample of the lab agent's /metrics whose line starts with `prefix` (and
+    contains `having`)."""
     import urllib.request
 
     with urllib.request.urlopen(f"http://{lab.addresses.agent(0)}:9090/metrics",
                                 timeout=5) as response:
         text = response.read().decode()
     return next(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                if line.startswith(prefix))
+                if line.startswith(prefix) and having in line)
 
 
 def agent_lag(lab: Lab) -> float:
@@ -396,7 +387,34 @@ def slow_requests(lab: Lab) -> float:
     """Remote-write requests of the lab agent that took more than 2.5 s, so far."""
     histogram = "prometheus_remote_storage_sent_batch_duration_seconds"
     return (agent_metric(lab, f"{histogram}_count")
-            - agent_metric(lab, f'{histogram}_bucket{{le="2.5"'))
+            - agent_metric(lab, f"{histogram}_bucket{{", 'le="2.5"'))
+
+
+def test_a_slow_link_to_the_receiver_is_named_with_its_request_time(
+        lab: Lab, tmp_path: Path) -> None:
+    """The fault: 2 s of delay each way on the agent's link to its receiver (a proxy in the
+    agent's namespace; the kernel here has no netem). Samples still arrive, but each request
+    takes about 4 s: the diagnosis says the queue is slow and by how much."""
+    if lab.podnet is None or shutil.which("nft") is None:
+        pytest.skip("a per-pod slow link needs the pod network (root) and nft")
+    receiver = lab.addresses.receiver(0)
+    before = slow_requests(lab)
+    with lab.podnet.delay(lab.addresses.agent(0), receiver, 19291, 2.0):
+        poll("requests through the slow link", lambda: slow_requests(lab) > before or None,
+             60, 1)
+        _, journal = run(lab, tmp_path, "diagnose-remote-write", AGENT_NS,
+                         "-e", "rate_window=15")
+    diag = first_step(journal)
+    top = diag["checks"][0]
+    assert top["name"] == "queue thanos-receive slow" and top["status"] == "warn", diag
+    seconds = float(top["evidence"].split("each request takes ")[1].split(" s")[0])
+    assert 3.5 <= seconds < 30, top  # two 2 s delays per request, plus the receiver's time
+    assert diag["message"].startswith("most likely: queue thanos-receive slow")
+    # Without the delay, requests are fast again.
+    poll("fast requests again", lambda: not any(
+        c["name"] == "queue thanos-receive slow" for c in first_step(run(
+            lab, tmp_path, "diagnose-remote-write", AGENT_NS, "-e", "rate_window=5")[1]
+        )["checks"]) or None, 120, 5)
 
 
 def test_an_agent_whose_route_to_its_receiver_is_dropped_is_named_not_restarted(
@@ -425,33 +443,6 @@ def test_an_agent_whose_route_to_its_receiver_is_dropped_is_named_not_restarted(
     assert not [c for c in diag["checks"] if c["name"].endswith(" stuck")]
     # The route back, the agent catches up by itself (the WAL kept every sample).
     poll("the agent caught up", lambda: agent_lag(lab) < 10 or None, 180, 2)
-
-
-def test_a_slow_link_to_the_receiver_is_named_with_its_request_time(
-        lab: Lab, tmp_path: Path) -> None:
-    """The fault: 2 s of delay each way on the agent's link to its receiver (a proxy in the
-    agent's namespace; the kernel here has no netem). Samples still arrive, but each request
-    takes about 4 s: the diagnosis says the queue is slow and by how much."""
-    if lab.podnet is None or shutil.which("nft") is None:
-        pytest.skip("a per-pod slow link needs the pod network (root) and nft")
-    receiver = lab.addresses.receiver(0)
-    before = slow_requests(lab)
-    with lab.podnet.delay(lab.addresses.agent(0), receiver, 19291, 2.0):
-        poll("requests through the slow link", lambda: slow_requests(lab) > before or None,
-             60, 1)
-        _, journal = run(lab, tmp_path, "diagnose-remote-write", AGENT_NS,
-                         "-e", "rate_window=15")
-    diag = first_step(journal)
-    top = diag["checks"][0]
-    assert top["name"] == "queue thanos-receive slow" and top["status"] == "warn", diag
-    seconds = float(top["evidence"].split("each request takes ")[1].split(" s")[0])
-    assert 3.5 <= seconds < 30, top  # two 2 s delays per request, plus the receiver's time
-    assert diag["message"].startswith("most likely: queue thanos-receive slow")
-    # Without the delay, requests are fast again.
-    poll("fast requests again", lambda: not any(
-        c["name"] == "queue thanos-receive slow" for c in first_step(run(
-            lab, tmp_path, "diagnose-remote-write", AGENT_NS, "-e", "rate_window=5")[1]
-        )["checks"]) or None, 120, 5)
 
 
 # ----------------------------------------------------------------------------- disk space

@@ -8,7 +8,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +18,7 @@ from kubernetes.client.exceptions import ApiException
 
 from runbooks.lab import Lab, topology
 from tests.conftest import cli
+from tests.lab.helpers import port_taken
 from tests.lab.test_hashring import endpoints, playbook_steps, ring_text
 from tests.lab.test_kubernetes import NS, core, is_ready
 
@@ -38,27 +38,13 @@ def run(lab: Lab, tmp_path: Path, runbook: str, *args: str) -> tuple[Any, dict[s
 def held_down(lab: Lab) -> Iterator[None]:
     """Kill the victim's process and take its HTTP port first: every restart then fails to
     bind, as a receiver whose node lost its volume or port would keep failing."""
-    ip = lab.addresses.receiver(2)
-    squatter = socket.socket()
-    squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    record = lab.pod_records()[f"{NS}/{VICTIM}"]
-    os.kill(int(record["pid"]), signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            squatter.bind((ip, 10902))
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
-            with contextlib.suppress(ProcessLookupError, KeyError):
-                os.kill(int(lab.pod_records()[f"{NS}/{VICTIM}"]["pid"]), signal.SIGKILL)
-    squatter.listen()
-    try:
+    def kill_victim() -> None:
+        with contextlib.suppress(ProcessLookupError, KeyError):
+            os.kill(int(lab.pod_records()[f"{NS}/{VICTIM}"]["pid"]), signal.SIGKILL)
+
+    kill_victim()
+    with port_taken(lab, lab.addresses.receiver(2), 10902, evict=kill_victim):
         yield
-    finally:
-        squatter.close()
 
 
 def wait_not_ready(lab: Lab) -> None:

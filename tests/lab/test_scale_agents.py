@@ -15,8 +15,8 @@ import pytest
 from ansible_collections.watchkeeper.platform.plugins.module_utils import agent_shards
 
 from runbooks.lab import Lab, topology
+from tests.lab.helpers import firewalled
 from tests.lab.test_checklists import inventory_with
-from tests.lab.test_diagnose import firewalled
 from tests.lab.test_kubernetes import api, core, kubectl
 from tests.lab.test_receiver_agent_health import run
 

@@ -4,12 +4,8 @@ server, remote-writing to the real receivers, and Thanos Query deduplicating the
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -20,8 +16,8 @@ import pytest
 import yaml
 
 from runbooks.lab import Lab, topology
+from tests.lab.helpers import firewalled, port_taken
 from tests.lab.test_checklists import inventory_with
-from tests.lab.test_diagnose import firewalled
 from tests.lab.test_kubernetes import core, kubectl
 from tests.lab.test_lab import poll
 from tests.lab.test_receiver_agent_health import run
@@ -118,31 +114,6 @@ def test_two_replicas_are_deduplicated_by_query_then_one_is_drained_and_removed(
     claims = [c.metadata.name for c in core(lab).list_namespaced_persistent_volume_claim(
         NS).items]
     assert "data-prometheus-1" in claims  # its TSDB is kept
-
-
-@contextlib.contextmanager
-def port_taken(lab: Lab, address: str, port: int) -> Iterator[None]:
-    """Something else holds `address`:`port` where the pod will run: with the pod network, a
-    process in the pod's namespace (made ahead of the pod; the node agent reuses it);
-    in reduced mode, a socket on the pod's loopback address."""
-    if lab.podnet is None:
-        with socket.socket() as squatter:
-            squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            squatter.bind((address, port))
-            squatter.listen(1)
-            yield
-        return
-    lab.podnet.ensure_host(address)
-    code = (f"import socket, time; s = socket.socket(); s.bind(('0.0.0.0', {port}));"
-            " s.listen(1); print('bound', flush=True); time.sleep(900)")
-    squatter = subprocess.Popen([*lab.podnet.exec_prefix(address), sys.executable, "-c", code],
-                                stdout=subprocess.PIPE, text=True)
-    try:
-        assert squatter.stdout is not None and squatter.stdout.readline().strip() == "bound"
-        yield
-    finally:
-        squatter.kill()
-        squatter.wait(10)
 
 
 def test_a_replica_that_cannot_start_is_rolled_back(

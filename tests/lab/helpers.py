@@ -1,0 +1,77 @@
+"""Faults the lab tests share: a blocked port and a port held by another program, made
+inside the pod's own network namespace (with the pod network) or on its loopback address
+(reduced mode)."""
+
+from __future__ import annotations
+
+import contextlib
+import select
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from runbooks.lab import Lab
+
+
+@contextlib.contextmanager
+def firewalled(lab: Lab, ip: str, port: int) -> Iterator[None]:
+    """A blocked port, as a firewall or a network policy makes it: an nftables rule inside that
+    pod's network namespace drops TCP to this port (from every pod and the host alike; nothing
+    outside the namespace changes); lifted afterwards."""
+    if lab.podnet is None or shutil.which("nft") is None:
+        pytest.skip("blocking a port needs the pod network (root) and nft (setup installs it)")
+    with lab.podnet.block_port(ip, port):
+        yield
+
+
+@contextlib.contextmanager
+def port_taken(lab: Lab, ip: str, port: int, deadline_s: float = 10.0,
+               evict: Callable[[], None] = lambda: None) -> Iterator[None]:
+    """Another program holds `ip`:`port` where the pod runs, so the pod's process cannot bind
+    it. `evict` is called between attempts (e.g. to kill the pod's process that holds it
+    now). With the pod network the squatter runs in the pod's namespace (made ahead of the pod
+    if need be: the node agent reuses it); in reduced mode it binds the pod's loopback
+    address."""
+    deadline = time.monotonic() + deadline_s
+    if lab.podnet is None:
+        with socket.socket() as squatter:
+            squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            while True:
+                try:
+                    squatter.bind((ip, port))
+                    break
+                except OSError:
+                    assert time.monotonic() < deadline, f"{ip}:{port} never came free"
+                    evict()
+                    time.sleep(0.05)
+            squatter.listen(1)
+            yield
+        return
+    lab.podnet.ensure_host(ip)
+    code = (
+        "import socket, sys, time\n"
+        f"end = time.monotonic() + {deadline_s}\n"
+        "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+        "while True:\n"
+        f"    try: s.bind(('0.0.0.0', {port})); break\n"
+        "    except OSError:\n"
+        "        if time.monotonic() > end: print('busy', flush=True); sys.exit(1)\n"
+        "        time.sleep(0.02)\n"
+        "s.listen(1); print('bound', flush=True); time.sleep(3600)\n")
+    squatter = subprocess.Popen([*lab.podnet.exec_prefix(ip), sys.executable, "-c", code],
+                                stdout=subprocess.PIPE, text=True)
+    try:
+        assert squatter.stdout is not None
+        while not select.select([squatter.stdout], [], [], 0.05)[0]:
+            evict()
+        line = squatter.stdout.readline().strip()
+        assert line == "bound", f"{ip}:{port} never came free ({line or 'no answer'})"
+        yield
+    finally:
+        squatter.kill()
+        squatter.wait(10)
