@@ -24,7 +24,7 @@ from typing import Any
 
 from pydantic import Field
 
-from runbooks.agent_health import require_workload
+from runbooks.agents.agent_health import require_workload
 from runbooks.errors import PreconditionFailed
 from runbooks.model import Params, Runbook, RunContext
 

@@ -26,11 +26,11 @@ from typing import Any
 
 from pydantic import Field
 
-from runbooks.agent_health import require_workload
+from runbooks.agents.agent_health import require_workload
+from runbooks.agents.restart_agent import delivering
 from runbooks.collection import module_utils
 from runbooks.inventory import ClusterConfig
 from runbooks.model import Gate, GateResult, Params, Runbook, RunContext
-from runbooks.restart_agent import delivering
 
 
 class RemoteWriteFailingParams(Params):

@@ -48,7 +48,7 @@ sends each write as a server-side dry run (the API server validates the new obje
 --diff the objects themselves. GitOps: the agent's objects are git's; this runbook does not
 commit shards to the config repository yet (see validate's refusal for what to do).
 HA replicas are for full Prometheus servers (identical servers, a unique `replica` external
-label, Query deduplicating on it): that is scale-prometheus (runbooks/scale_prometheus.py).
+label, Query deduplicating on it): that is scale-prometheus (runbooks/agents/scale_prometheus.py).
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from runbooks.agent_health import require_workload
+from runbooks.agents.agent_health import require_workload
 from runbooks.clients import kube_api
 from runbooks.collection import module_utils
 from runbooks.errors import PreconditionFailed

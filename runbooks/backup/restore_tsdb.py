@@ -17,8 +17,8 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from runbooks import tsdb_checks as checks
-from runbooks.backup_tsdb import prefix_problem
+from runbooks.backup import tsdb_checks as checks
+from runbooks.backup.backup_tsdb import prefix_problem
 from runbooks.errors import PreconditionFailed
 from runbooks.model import Params, Runbook, RunContext
 

@@ -18,7 +18,7 @@ from pydantic import Field
 
 from runbooks.errors import PreconditionFailed
 from runbooks.model import Gate, Params, Runbook, RunContext
-from runbooks.scale_receivers import canary_after_change
+from runbooks.receivers.scale_receivers import canary_after_change
 
 
 class ReceiverDownParams(Params):

@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import Field
 
-from runbooks.agent_health import require_workload
+from runbooks.agents.agent_health import require_workload
 from runbooks.clients import agent_credentials, kube_api
 from runbooks.collection import module_utils
 from runbooks.inventory import ClusterConfig
