@@ -59,10 +59,10 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from runbooks.agents.agent_health import require_workload
 from runbooks.clients import kube_api
 from runbooks.collection import module_utils
 from runbooks.errors import PreconditionFailed
+from runbooks.gates import require_workload
 from runbooks.inventory import ClusterConfig
 from runbooks.model import Gate, GateResult, Params, Runbook, RunContext
 

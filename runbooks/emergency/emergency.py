@@ -26,9 +26,8 @@ from typing import Any
 
 from pydantic import Field
 
-from runbooks.agents.agent_health import require_workload
-from runbooks.agents.restart_agent import delivering
 from runbooks.collection import module_utils
+from runbooks.gates import delivering, require_workload
 from runbooks.inventory import ClusterConfig
 from runbooks.model import Gate, GateResult, Params, Runbook, RunContext
 

@@ -16,17 +16,13 @@ only once Ready, leaves it before its pod stops, one member at a time.
 
 from __future__ import annotations
 
-import json
-import time
 from typing import Any, Literal
 
 from pydantic import Field
 
-from runbooks.clients import agent_credentials, kube_api
-from runbooks.collection import module_utils
 from runbooks.errors import PreconditionFailed
-from runbooks.inventory import ClusterConfig
-from runbooks.model import Gate, GateResult, Params, Runbook, RunContext
+from runbooks.gates import canary_after_change, ring_and_pods, steady_state
+from runbooks.model import Gate, Params, Runbook, RunContext
 
 
 class ScaleParams(Params):
@@ -47,161 +43,6 @@ class ScaleParams(Params):
     settle_timeout: float = Field(
         120.0, ge=0, description="seconds the steady-state gates wait for the platform to"
         " settle (write errors right after a ring change are retried by the agents)")
-
-
-def _ring_and_pods(cluster: ClusterConfig) -> tuple[Any, list[Any], str]:
-    kube = module_utils("kube")
-    client = kube_api(cluster)
-    sts, pods = kube.statefulset_pods(client, cluster.namespace, cluster.receive_statefulset)
-    cm = kube.core(client).read_namespaced_config_map(cluster.hashring_configmap,
-                                                      cluster.namespace)
-    return sts, pods, str((cm.data or {}).get("hashrings.json", ""))
-
-
-def _endpoint(cluster: ClusterConfig, pod: Any) -> str:
-    return cluster.receive_endpoint_template.format(
-        pod=pod.metadata.name, ip=pod.status.pod_ip or "", service=cluster.receive_service,
-        namespace=cluster.namespace, port=10901)
-
-
-#: Seconds between the two metric samples the steady-state gate compares.
-GATE_WINDOW = 5.0
-#: An agent's remote-write lag: its newest sample appended minus the newest one sent.
-NEWEST_SAMPLE = "prometheus_remote_storage_highest_timestamp_in_seconds"
-NEWEST_SENT = "prometheus_remote_storage_queue_highest_sent_timestamp_seconds"
-
-
-def _agent_lags(ctx: RunContext) -> dict[str, float | None]:
-    """Remote-write lag of every workload cluster's agent in the inventory (None: no data),
-    read from its /metrics with the inventory's wk_agent_auth, as the agent modules read it."""
-    promhttp = module_utils("promhttp")
-    promtext = module_utils("promtext")
-    lags: dict[str, float | None] = {}
-    for cluster in ctx.inventory.clusters:
-        if cluster.role != "workload" or cluster.agent_url is None:
-            continue
-        user, password = agent_credentials(cluster)
-        fetched = promhttp.get(f"{cluster.agent_url}/metrics", 5.0, user, password)
-        if not fetched.ok:
-            lags[cluster.name] = None
-            continue
-        try:
-            samples = promtext.parse(fetched.body, (NEWEST_SAMPLE, NEWEST_SENT))
-        except ValueError:
-            lags[cluster.name] = None
-            continue
-        newest = promtext.maximum(samples, NEWEST_SAMPLE)
-        sent = promtext.maximum(samples, NEWEST_SENT)
-        lags[cluster.name] = None if newest is None or sent is None else max(0.0, newest - sent)
-    return lags
-
-
-def steady_state(ctx: RunContext, cluster: ClusterConfig) -> GateResult:
-    """The steady-state baseline (_steady_state_once), awaited: a ring change makes receivers'
-    forwards fail for a few seconds (the agents retry: nothing is lost), so the gate
-    re-evaluates until the platform is steady or `settle_timeout` passes, then fails with the
-    last evidence."""
-    params: Any = ctx.params
-    deadline = time.monotonic() + float(getattr(params, "settle_timeout", 0.0))
-    attempts = 0
-    while True:
-        attempts += 1
-        result = _steady_state_once(ctx, cluster)
-        if result.ok or time.monotonic() >= deadline:
-            if attempts > 1:
-                return GateResult(result.ok, f"{result.evidence} (after {attempts} windows)")
-            return result
-
-
-def _steady_state_once(ctx: RunContext, cluster: ClusterConfig) -> GateResult:
-    """Every receiver Ready, the ring = the Ready receivers and every receiver reporting its
-    hash, no new hashring file errors and low forward / replication / 5xx ratios over a short
-    window, every agent's remote-write lag under the threshold."""
-    kube = module_utils("kube")
-    hashring = module_utils("hashring")
-    promtext = module_utils("promtext")
-    health = module_utils("receiver_health")
-    sts, pods, text = _ring_and_pods(cluster)
-    ready = [p for p in pods if kube.is_ready(p)]
-    problems = []
-    if len(ready) != (sts.spec.replicas or 0):
-        names = [p.metadata.name for p in pods if not kube.is_ready(p)]
-        problems.append(f"{len(ready)}/{sts.spec.replicas} receivers Ready"
-                        f" (not Ready: {', '.join(names) or 'missing pods'})")
-    try:
-        ring = json.loads(text)
-        members = set(hashring.endpoint_address(e) for e in ring[-1]["endpoints"])
-    except (ValueError, KeyError, IndexError, TypeError):
-        members = set()
-        problems.append("the hashring ConfigMap does not parse")
-    expected = {_endpoint(cluster, p) for p in ready}
-    if members != expected:
-        problems.append(f"ring members {sorted(members)} != Ready receivers {sorted(expected)}")
-    want = hashring.config_hash(text.encode())
-    client = kube_api(cluster)
-
-    def sample() -> dict[str, Any]:
-        return {p.metadata.name: promtext.parse(kube.proxy_get(
-            client, cluster.namespace, p.metadata.name, 10902, "metrics")) for p in ready}
-
-    first = sample()
-    time.sleep(GATE_WINDOW)
-    second = sample()
-    lagging, errors = [], []
-    for name, samples in second.items():
-        if promtext.total(samples, "thanos_receive_config_hash") != want:
-            lagging.append(name)
-        new_file_errors = health.counter_delta(first[name], samples,
-                                               "thanos_receive_hashrings_file_errors_total")
-        if new_file_errors:
-            errors.append(f"{name}: {new_file_errors:.0f} new hashring file errors")
-        for kind, (bad, total, ratio) in health.error_ratios(first[name], samples).items():
-            if kind != "receive_4xx" and ratio is not None and \
-                    ratio > cluster.threshold_failed_ratio:
-                errors.append(f"{name}: {kind} errors {ratio:.1%} ({bad:.0f}/{total:.0f})")
-    if lagging:
-        problems.append(f"not on the current ring: {', '.join(lagging)}")
-    problems += errors
-    lags = _agent_lags(ctx)
-    limit = cluster.threshold_remote_write_lag_seconds
-    slow = {n: lag for n, lag in lags.items() if lag is None or lag > limit}
-    if slow:
-        problems.append(f"agents' remote-write lag over {limit:.0f} s: " + ", ".join(
-            f"{n} {'unknown' if lag is None else f'{lag:.0f} s'}" for n, lag in slow.items()))
-    if problems:
-        return GateResult(False, "; ".join(problems))
-    worst = max((lag for lag in lags.values() if lag is not None), default=0.0)
-    return GateResult(True, f"{len(ready)} receivers Ready, all on the ring of {len(members)};"
-                            f" no errors over {GATE_WINDOW:.0f} s; {len(lags)} agents, lag <="
-                            f" {worst:.0f} s")
-
-
-def _newest_canary(cluster: ClusterConfig) -> float:
-    rows, error = module_utils("promhttp").query(
-        str(cluster.query_url), f"max(timestamp({cluster.canary_query}))", 10)
-    if error:
-        raise OSError(error)
-    return float(rows[0]["value"]) if rows else 0.0
-
-
-def canary_after_change(ctx: RunContext, cluster: ClusterConfig) -> GateResult:
-    """A canary sample newer than this gate's start reaches Query: writes flow end to end."""
-    params: Any = ctx.params
-    since = time.time()
-    deadline = time.monotonic() + params.canary_timeout
-    newest = 0.0
-    while time.monotonic() < deadline:
-        try:
-            newest = _newest_canary(cluster)
-        except OSError as exc:
-            return GateResult(False, f"Query {cluster.query_url} unreachable: {exc}")
-        if newest > since:
-            return GateResult(True, f"{cluster.canary_query}: newest sample"
-                                    f" {newest - since:.1f} s after the change")
-        time.sleep(2)
-    return GateResult(False, f"{cluster.canary_query}: no sample newer than the change within"
-                             f" {params.canary_timeout:.0f} s (newest {since - newest:.0f} s"
-                             " before it)")
 
 
 class ScaleReceivers(Runbook):
@@ -247,7 +88,7 @@ class ScaleReceivers(Runbook):
                 raise PreconditionFailed(
                     f"{cluster.name}: replicas={params.replicas} < replication factor"
                     f" {cluster.receive_replication_factor}: every write would fail its quorum")
-            sts, _, _ = _ring_and_pods(cluster)
+            sts, _, _ = ring_and_pods(cluster)
             if params.replicas < (sts.spec.replicas or 0) and not cluster.s3_bucket_blocks:
                 raise PreconditionFailed(
                     f"{cluster.name}: scaling down verifies each removed receiver's final block"
@@ -258,6 +99,6 @@ class ScaleReceivers(Runbook):
         params: Any = ctx.params
         start: dict[str, Any] = {}
         for cluster in ctx.clusters:
-            sts, _, text = _ring_and_pods(cluster)
+            sts, _, text = ring_and_pods(cluster)
             start[cluster.name] = {"replicas": int(sts.spec.replicas or 0), "ring": text}
         return {**params.model_dump(mode="json"), "wk_start": start}
