@@ -21,8 +21,8 @@ import string
 import time
 from typing import Any
 
+from runbooks import platform
 from runbooks.clients import agent_credentials, kube_api
-from runbooks.collection import module_utils
 from runbooks.errors import PreconditionFailed
 from runbooks.inventory import ClusterConfig
 from runbooks.model import GateResult, RunContext
@@ -64,7 +64,7 @@ def require_workload(runbook: str, ctx: RunContext) -> list[ClusterConfig]:
 
 
 def ring_and_pods(cluster: ClusterConfig) -> tuple[Any, list[Any], str]:
-    kube = module_utils("kube")
+    kube = platform.kube
     client = kube_api(cluster)
     sts, pods = kube.statefulset_pods(client, cluster.namespace, cluster.receive_statefulset)
     cm = kube.core(client).read_namespaced_config_map(cluster.hashring_configmap,
@@ -88,8 +88,8 @@ NEWEST_SENT = "prometheus_remote_storage_queue_highest_sent_timestamp_seconds"
 def _agent_lags(ctx: RunContext) -> dict[str, float | None]:
     """Remote-write lag of every workload cluster's agent in the inventory (None: no data),
     read from its /metrics with the inventory's wk_agent_auth, as the agent modules read it."""
-    promhttp = module_utils("promhttp")
-    promtext = module_utils("promtext")
+    promhttp = platform.promhttp
+    promtext = platform.promtext
     lags: dict[str, float | None] = {}
     for cluster in ctx.inventory.clusters:
         if cluster.role != "workload" or cluster.agent_url is None:
@@ -131,10 +131,10 @@ def _steady_state_once(ctx: RunContext, cluster: ClusterConfig) -> GateResult:
     """Every receiver Ready, the ring = the Ready receivers and every receiver reporting its
     hash, no new hashring file errors and low forward / replication / 5xx ratios over a short
     window, every agent's remote-write lag under the threshold."""
-    kube = module_utils("kube")
-    hashring = module_utils("hashring")
-    promtext = module_utils("promtext")
-    health = module_utils("receiver_health")
+    kube = platform.kube
+    hashring = platform.hashring
+    promtext = platform.promtext
+    health = platform.receiver_health
     sts, pods, text = ring_and_pods(cluster)
     ready = [p for p in pods if kube.is_ready(p)]
     problems = []
@@ -191,7 +191,7 @@ def _steady_state_once(ctx: RunContext, cluster: ClusterConfig) -> GateResult:
 
 
 def _newest_canary(cluster: ClusterConfig) -> float:
-    rows, error = module_utils("promhttp").query(
+    rows, error = platform.promhttp.query(
         str(cluster.query_url), f"max(timestamp({cluster.canary_query}))", 10)
     if error:
         raise OSError(error)
@@ -222,9 +222,9 @@ def delivering(ctx: RunContext, cluster: ClusterConfig) -> GateResult:
     """The agent is Ready and every remote-write queue's lag is under the threshold."""
     if cluster.role != "workload" or cluster.agent_url is None:
         return GateResult(True, "not a workload cluster with wk_agent_url")
-    promhttp = module_utils("promhttp")
-    promtext = module_utils("promtext")
-    agent_health = module_utils("agent_health")
+    promhttp = platform.promhttp
+    promtext = platform.promtext
+    agent_health = platform.agent_health
     user, password = agent_credentials(cluster)
     ready = promhttp.get(cluster.agent_url + "/-/ready", 5.0, user, password)
     if not ready.ok:

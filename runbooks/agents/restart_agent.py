@@ -20,8 +20,8 @@ from typing import Any
 
 from pydantic import Field
 
+from runbooks import platform
 from runbooks.clients import kube_api
-from runbooks.collection import module_utils
 from runbooks.gates import delivering, require_workload
 from runbooks.inventory import ClusterConfig
 from runbooks.model import Gate, GateResult, Params, Runbook, RunContext
@@ -42,7 +42,7 @@ def recreatable(ctx: RunContext, cluster: ClusterConfig) -> GateResult:
     """The StatefulSet recreates the pod and keeps its WAL on a claim."""
     if cluster.role != "workload":
         return GateResult(True, "not a workload cluster: nothing to restart")
-    kube = module_utils("kube")
+    kube = platform.kube
     params: Any = ctx.params
     sts, pods = kube.statefulset_pods(kube_api(cluster), cluster.namespace, STATEFULSET)
     problems = []

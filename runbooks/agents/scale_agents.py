@@ -59,8 +59,8 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
+from runbooks import platform
 from runbooks.clients import kube_api
-from runbooks.collection import module_utils
 from runbooks.errors import PreconditionFailed
 from runbooks.gates import require_workload
 from runbooks.inventory import ClusterConfig
@@ -105,7 +105,7 @@ _BASELINE: dict[tuple[str, str], dict[str, int]] = {}
 def series_per_job(cluster: ClusterConfig) -> dict[str, int]:
     """`up` series per job of the cluster in Thanos Query: one per scraped target."""
     label = cluster.cluster or cluster.name
-    rows, error = module_utils("promhttp").query(
+    rows, error = platform.promhttp.query(
         str(cluster.query_url), f'count by (job) (up{{cluster="{label}"}})', 10)
     if error:
         raise PreconditionFailed(f"{cluster.name}: Query: {error}")
@@ -114,7 +114,7 @@ def series_per_job(cluster: ClusterConfig) -> dict[str, int]:
 
 def unready_shards(cluster: ClusterConfig) -> list[str]:
     """The agent's pods (every shard) that are not Ready."""
-    kube = module_utils("kube")
+    kube = platform.kube
     return sorted(p.metadata.name for p in kube.core(kube_api(cluster)).list_namespaced_pod(
         cluster.namespace, label_selector=AGENT_SELECTOR).items if not kube.is_ready(p))
 
@@ -135,7 +135,7 @@ def baseline(ctx: RunContext, cluster: ClusterConfig) -> GateResult:
 
 def shard_targets(cluster: ClusterConfig) -> dict[str, tuple[list[str], list[str]]]:
     """{shard pod: (active, dropped) scrape addresses} of every shard of the agent."""
-    kube = module_utils("kube")
+    kube = platform.kube
     client = kube_api(cluster)
     found = {}
     for pod in kube.core(client).list_namespaced_pod(
@@ -177,7 +177,7 @@ def partitioned(ctx: RunContext, cluster: ClusterConfig) -> GateResult:
         problems = partition_problems(found, params.shards)
         return not problems, (found, problems)
 
-    _, (found, problems), _ = module_utils("kube").wait_for(
+    _, (found, problems), _ = platform.kube.wait_for(
         "targets partitioned", check, params.settle_timeout, every=5.0)
     if problems:
         return GateResult(False, "; ".join(problems))
@@ -197,8 +197,8 @@ def series_unchanged(ctx: RunContext, cluster: ClusterConfig) -> GateResult:
         after = series_per_job(cluster)
         return after == before, after
 
-    _, after, _ = module_utils("kube").wait_for("series per job", check,
-                                                params.settle_timeout, every=5.0)
+    _, after, _ = platform.kube.wait_for("series per job", check,
+                                         params.settle_timeout, every=5.0)
     if after != before:
         return GateResult(False, f"series per job {after} != before {before}")
     return GateResult(True, f"series per job as before: {after}")
@@ -208,9 +208,9 @@ def shards_delivering(ctx: RunContext, cluster: ClusterConfig) -> GateResult:
     """Every shard with targets sends what it scrapes (lag under the threshold, samples sent
     since it started); a shard without targets has nothing to send. Waits up to
     settle_timeout: a restarted shard needs a scrape and a send."""
-    kube = module_utils("kube")
-    promtext = module_utils("promtext")
-    agent_health = module_utils("agent_health")
+    kube = platform.kube
+    promtext = platform.promtext
+    agent_health = platform.agent_health
     params: Any = ctx.params
     client = kube_api(cluster)
     deadline = time.monotonic() + params.settle_timeout
@@ -287,7 +287,7 @@ class ScaleAgents(Runbook):
             items: Any = client.AppsV1Api(kube_api(cluster)).list_namespaced_stateful_set(
                 cluster.namespace).items
             names = [s.metadata.name for s in items]
-            shard_of = module_utils("agent_shards").shard_of
+            shard_of = platform.agent_shards.shard_of
             start[cluster.name] = sum(1 for n in names if shard_of(n, "prometheus-agent")
                                       is not None)
         return {**ctx.params.model_dump(mode="json"), "wk_start": start}

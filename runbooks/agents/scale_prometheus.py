@@ -32,8 +32,8 @@ from typing import Any
 
 from pydantic import Field
 
+from runbooks import platform
 from runbooks.clients import kube_api
-from runbooks.collection import module_utils
 from runbooks.errors import PreconditionFailed
 from runbooks.inventory import ClusterConfig
 from runbooks.model import Gate, GateResult, Params, Runbook, RunContext
@@ -65,8 +65,8 @@ def selector(cluster: ClusterConfig) -> str:
 
 
 def query(cluster: ClusterConfig, promql: str, dedup: bool) -> list[dict[str, Any]]:
-    rows, error = module_utils("promhttp").query(str(cluster.query_url), promql, 10,
-                                                 dedup=dedup)
+    rows, error = platform.promhttp.query(str(cluster.query_url), promql, 10,
+                                          dedup=dedup)
     if error:
         raise PreconditionFailed(f"{cluster.name}: Query: {error}")
     return list(rows)
@@ -80,15 +80,15 @@ def per_job(cluster: ClusterConfig) -> dict[str, int]:
 
 def loaded_external_labels(cluster: ClusterConfig, pod: str) -> dict[str, str]:
     """The external labels of the configuration the pod's Prometheus loaded."""
-    body = module_utils("kube").proxy_get(kube_api(cluster), cluster.namespace, pod, 9090,
-                                          "api/v1/status/config")
-    return dict(module_utils("prometheus_ha").loaded_external_labels(body))
+    body = platform.kube.proxy_get(kube_api(cluster), cluster.namespace, pod, 9090,
+                                   "api/v1/status/config")
+    return dict(platform.prometheus_ha.loaded_external_labels(body))
 
 
 def ha_baseline(ctx: RunContext, cluster: ClusterConfig) -> GateResult:
     """Every replica Ready; Query deduplicates on the replica label; series per job recorded."""
-    kube = module_utils("kube")
-    ha = module_utils("prometheus_ha")
+    kube = platform.kube
+    ha = platform.prometheus_ha
     _, pods = kube.statefulset_pods(kube_api(cluster), cluster.namespace,
                                     cluster.prometheus_statefulset)
     unready = [p.metadata.name for p in pods if not kube.is_ready(p)]
@@ -148,7 +148,7 @@ def replicas_seen(ctx: RunContext, cluster: ClusterConfig) -> GateResult:
         extra = sorted(set(seen) - want)
         return not missing and not extra, (seen, missing, extra)
 
-    ok, (seen, missing, extra), _ = module_utils("kube").wait_for(
+    ok, (seen, missing, extra), _ = platform.kube.wait_for(
         "replicas in Query", check, params.settle_timeout, every=5.0)
     if not ok:
         return GateResult(False, f"fresh series in Query from {seen or 'no replica'};"
@@ -168,8 +168,8 @@ def deduplicated(ctx: RunContext, cluster: ClusterConfig) -> GateResult:
         after = per_job(cluster)
         return after == before, after
 
-    ok, after, _ = module_utils("kube").wait_for("deduplicated series", check,
-                                                 params.settle_timeout, every=5.0)
+    ok, after, _ = platform.kube.wait_for("deduplicated series", check,
+                                          params.settle_timeout, every=5.0)
     if not ok:
         return GateResult(False, f"deduplicated series per job {after} != before {before}")
     return GateResult(True, f"deduplicated series per job as before: {after}")

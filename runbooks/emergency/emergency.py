@@ -26,7 +26,7 @@ from typing import Any
 
 from pydantic import Field
 
-from runbooks.collection import module_utils
+from runbooks import platform
 from runbooks.gates import delivering, require_workload
 from runbooks.inventory import ClusterConfig
 from runbooks.model import Gate, GateResult, Params, Runbook, RunContext
@@ -71,7 +71,7 @@ def jobs_fresh(ctx: RunContext, cluster: ClusterConfig) -> GateResult:
     """Every expected job of the cluster has a fresh `up` sample in Query and is up."""
     if cluster.role != "workload" or cluster.query_url is None:
         return GateResult(True, "not a workload cluster with wk_query_url")
-    probe = module_utils("diagnose_probe")
+    probe = platform.diagnose_probe
     params: Any = ctx.params
     findings = probe.missing_metrics({
         "query_url": cluster.query_url, "cluster": cluster.cluster or cluster.name,
