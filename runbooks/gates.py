@@ -110,12 +110,12 @@ def _agent_lags(ctx: RunContext) -> dict[str, float | None]:
     return lags
 
 
-def steady_state(ctx: RunContext, cluster: ClusterConfig) -> GateResult:
+def steady_state(ctx: RunContext[Any], cluster: ClusterConfig) -> GateResult:
     """The steady-state baseline (_steady_state_once), awaited: a ring change makes receivers'
     forwards fail for a few seconds (the agents retry: nothing is lost), so the gate
     re-evaluates until the platform is steady or `settle_timeout` passes, then fails with the
     last evidence."""
-    params: Any = ctx.params
+    params = ctx.params
     deadline = time.monotonic() + float(getattr(params, "settle_timeout", 0.0))
     attempts = 0
     while True:
@@ -198,9 +198,11 @@ def _newest_canary(cluster: ClusterConfig) -> float:
     return float(rows[0]["value"]) if rows else 0.0
 
 
-def canary_after_change(ctx: RunContext, cluster: ClusterConfig) -> GateResult:
+# RunContext[Any]: the gate of scale-receivers and receiver-down, whose Params each declare
+# canary_timeout.
+def canary_after_change(ctx: RunContext[Any], cluster: ClusterConfig) -> GateResult:
     """A canary sample newer than this gate's start reaches Query: writes flow end to end."""
-    params: Any = ctx.params
+    params = ctx.params
     since = time.time()
     deadline = time.monotonic() + params.canary_timeout
     newest = 0.0

@@ -39,6 +39,6 @@ class AgentHealth(Runbook):
     def validate(self, ctx: RunContext) -> None:
         require_workload(self.name, ctx)
 
-    def extravars(self, ctx: RunContext) -> dict[str, Any]:
-        params: Any = ctx.params
+    def extravars(self, ctx: RunContext[AgentHealthParams]) -> dict[str, Any]:
+        params = ctx.params
         return {"rate_window": params.rate_window, "log_window": params.log_window}

@@ -38,12 +38,12 @@ class RestartAgentParams(Params):
         180.0, gt=0, le=3600, description="seconds for remote write to catch up after Ready")
 
 
-def recreatable(ctx: RunContext, cluster: ClusterConfig) -> GateResult:
+def recreatable(ctx: RunContext[RestartAgentParams], cluster: ClusterConfig) -> GateResult:
     """The StatefulSet recreates the pod and keeps its WAL on a claim."""
     if cluster.role != "workload":
         return GateResult(True, "not a workload cluster: nothing to restart")
     kube = platform.kube
-    params: Any = ctx.params
+    params = ctx.params
     sts, pods = kube.statefulset_pods(kube_api(cluster), cluster.namespace, STATEFULSET)
     problems = []
     if (sts.spec.replicas or 0) < 1:
@@ -82,7 +82,7 @@ class RestartAgent(Runbook):
     def validate(self, ctx: RunContext) -> None:
         require_workload(self.name, ctx)
 
-    def extravars(self, ctx: RunContext) -> dict[str, Any]:
-        params: Any = ctx.params
+    def extravars(self, ctx: RunContext[RestartAgentParams]) -> dict[str, Any]:
+        params = ctx.params
         return {"pod": params.pod, "ready_timeout": params.ready_timeout,
                 "catchup_timeout": params.catchup_timeout}

@@ -166,11 +166,11 @@ def partition_problems(found: dict[str, tuple[list[str], list[str]]], shards: in
     return problems
 
 
-def partitioned(ctx: RunContext, cluster: ClusterConfig) -> GateResult:
+def partitioned(ctx: RunContext[ScaleAgentsParams], cluster: ClusterConfig) -> GateResult:
     """Every discovered target active on exactly one shard, as many shards as asked. Waits
     up to settle_timeout: a Prometheus that just started answers before its scrape manager
     has applied the targets discovery found (updates are batched every few seconds)."""
-    params: Any = ctx.params
+    params = ctx.params
 
     def check() -> tuple[bool, tuple[dict[str, tuple[list[str], list[str]]], list[str]]]:
         found = shard_targets(cluster)
@@ -186,12 +186,12 @@ def partitioned(ctx: RunContext, cluster: ClusterConfig) -> GateResult:
     return GateResult(True, f"{len(every)} targets, each on exactly one shard ({share})")
 
 
-def series_unchanged(ctx: RunContext, cluster: ClusterConfig) -> GateResult:
+def series_unchanged(ctx: RunContext[ScaleAgentsParams], cluster: ClusterConfig) -> GateResult:
     """Query's series per job equal to the baseline (waits up to settle_timeout)."""
     before = _BASELINE.get((ctx.run_id, cluster.name))
     if before is None or cluster.query_url is None:
         return GateResult(True, "no baseline (no wk_query_url)")
-    params: Any = ctx.params
+    params = ctx.params
 
     def check() -> tuple[bool, dict[str, int]]:
         after = series_per_job(cluster)
@@ -204,14 +204,14 @@ def series_unchanged(ctx: RunContext, cluster: ClusterConfig) -> GateResult:
     return GateResult(True, f"series per job as before: {after}")
 
 
-def shards_delivering(ctx: RunContext, cluster: ClusterConfig) -> GateResult:
+def shards_delivering(ctx: RunContext[ScaleAgentsParams], cluster: ClusterConfig) -> GateResult:
     """Every shard with targets sends what it scrapes (lag under the threshold, samples sent
     since it started); a shard without targets has nothing to send. Waits up to
     settle_timeout: a restarted shard needs a scrape and a send."""
     kube = platform.kube
     promtext = platform.promtext
     agent_health = platform.agent_health
-    params: Any = ctx.params
+    params = ctx.params
     client = kube_api(cluster)
     deadline = time.monotonic() + params.settle_timeout
     while True:
@@ -257,9 +257,9 @@ class ScaleAgents(Runbook):
                        " threshold", shards_delivering),
                   Gate("series per job", "Query's series per job as before", series_unchanged))
 
-    def validate(self, ctx: RunContext) -> None:
+    def validate(self, ctx: RunContext[ScaleAgentsParams]) -> None:
         require_workload(self.name, ctx)
-        params: Any = ctx.params
+        params = ctx.params
         for cluster in ctx.clusters:
             plan = cluster.agent_shard_pod_annotations
             missing = [str(s) for s in range(1, params.shards) if plan and str(s) not in plan]

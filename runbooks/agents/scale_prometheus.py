@@ -85,7 +85,7 @@ def loaded_external_labels(cluster: ClusterConfig, pod: str) -> dict[str, str]:
     return dict(platform.prometheus_ha.loaded_external_labels(body))
 
 
-def ha_baseline(ctx: RunContext, cluster: ClusterConfig) -> GateResult:
+def ha_baseline(ctx: RunContext[ScalePrometheusParams], cluster: ClusterConfig) -> GateResult:
     """Every replica Ready; Query deduplicates on the replica label; series per job recorded."""
     kube = platform.kube
     ha = platform.prometheus_ha
@@ -95,7 +95,7 @@ def ha_baseline(ctx: RunContext, cluster: ClusterConfig) -> GateResult:
     if not pods or unready:
         return GateResult(False, f"{', '.join(unready) or 'no pods'}: make every replica of"
                           f" {cluster.prometheus_statefulset} Ready first")
-    params: Any = ctx.params
+    params = ctx.params
     if params.replicas > 1:
         problems = ha.replica_label_problems(
             {p.metadata.name: loaded_external_labels(cluster, p.metadata.name) for p in pods},
@@ -134,11 +134,11 @@ def fresh_replicas(cluster: ClusterConfig) -> dict[str, int]:
     return {str(r["metric"].get(label)): int(r["value"]) for r in rows}
 
 
-def replicas_seen(ctx: RunContext, cluster: ClusterConfig) -> GateResult:
+def replicas_seen(ctx: RunContext[ScalePrometheusParams], cluster: ClusterConfig) -> GateResult:
     """Query has fresh series from exactly the wanted replicas, each for every job (waits up
     to settle_timeout: a new replica's first samples need a scrape and a send; a removed
     one's last samples stay fresh for FRESH seconds)."""
-    params: Any = ctx.params
+    params = ctx.params
     want = {f"{cluster.prometheus_statefulset}-{i}" for i in range(params.replicas)}
     jobs = len(_BASELINE.get((ctx.run_id, cluster.name), {})) or 1
 
@@ -157,12 +157,12 @@ def replicas_seen(ctx: RunContext, cluster: ClusterConfig) -> GateResult:
     return GateResult(True, f"fresh series in Query from each replica: {seen}")
 
 
-def deduplicated(ctx: RunContext, cluster: ClusterConfig) -> GateResult:
+def deduplicated(ctx: RunContext[ScalePrometheusParams], cluster: ClusterConfig) -> GateResult:
     """Query's deduplicated series per job equal the baseline (waits up to settle_timeout)."""
     before = _BASELINE.get((ctx.run_id, cluster.name))
     if before is None:
         return GateResult(True, "no baseline recorded")
-    params: Any = ctx.params
+    params = ctx.params
 
     def check() -> tuple[bool, dict[str, int]]:
         after = per_job(cluster)

@@ -22,8 +22,6 @@ in Git as well.
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import Field
 
 from runbooks import platform
@@ -67,12 +65,12 @@ class RemoteWriteFailing(Runbook):
         require_workload(self.name, ctx)
 
 
-def jobs_fresh(ctx: RunContext, cluster: ClusterConfig) -> GateResult:
+def jobs_fresh(ctx: RunContext[MetricsMissingParams], cluster: ClusterConfig) -> GateResult:
     """Every expected job of the cluster has a fresh `up` sample in Query and is up."""
     if cluster.role != "workload" or cluster.query_url is None:
         return GateResult(True, "not a workload cluster with wk_query_url")
     probe = platform.diagnose_probe
-    params: Any = ctx.params
+    params = ctx.params
     findings = probe.missing_metrics({
         "query_url": cluster.query_url, "cluster": cluster.cluster or cluster.name,
         "expected_jobs": list(cluster.expected_jobs), "lookback": params.lookback,

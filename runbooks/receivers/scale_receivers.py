@@ -63,8 +63,8 @@ class ScaleReceivers(Runbook):
                   Gate("canary", "a canary sample written after the change is in Query",
                        canary_after_change))
 
-    def validate(self, ctx: RunContext) -> None:
-        params: Any = ctx.params
+    def validate(self, ctx: RunContext[ScaleParams]) -> None:
+        params = ctx.params
         selected = [c for c in ctx.clusters if c.role == "observability"]
         if len(selected) != len(ctx.clusters):
             others = ", ".join(c.name for c in ctx.clusters if c.role != "observability")
@@ -94,9 +94,9 @@ class ScaleReceivers(Runbook):
                     f"{cluster.name}: scaling down verifies each removed receiver's final block"
                     " in the bucket: set wk_s3_bucket_blocks (and the S3 endpoint/keys)")
 
-    def extravars(self, ctx: RunContext) -> dict[str, Any]:
+    def extravars(self, ctx: RunContext[ScaleParams]) -> dict[str, Any]:
         """The start (replicas and ring file) per cluster, for the rollback."""
-        params: Any = ctx.params
+        params = ctx.params
         start: dict[str, Any] = {}
         for cluster in ctx.clusters:
             sts, _, text = ring_and_pods(cluster)
