@@ -67,7 +67,12 @@ CHAPTERS = sorted(p.parent.name for p in PACKAGE.glob("*/__init__.py") if p.pare
 
 
 def is_module(name: str) -> bool:
-    return name in MODULES or name == "runbooks.lab" or name.startswith("runbooks.lab.")
+    if name in MODULES:
+        return True
+    if name == "runbooks.lab" or name.startswith("runbooks.lab."):  # not scanned: look
+        path = ROOT.joinpath(*name.split("."))
+        return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
+    return False
 
 
 def imports(path: Path) -> Iterator[Import]:
