@@ -359,7 +359,7 @@ def cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
 
 def cmd_query(args: argparse.Namespace, out: Console, err: Console) -> int:
     from runbooks.inventory import load_inventory
-    from runbooks.quickref import instant_query, query_cluster
+    from runbooks.quickref.quickref import instant_query, query_cluster
 
     if args.inventory is None:
         raise UsageError("query needs an inventory: -i PATH or WATCHKEEPER_INVENTORY")
@@ -385,7 +385,7 @@ def cmd_query(args: argparse.Namespace, out: Console, err: Console) -> int:
 
 def cmd_logs(args: argparse.Namespace, out: Console, err: Console) -> int:
     from runbooks.inventory import load_inventory
-    from runbooks.quickref import follow_logs, kube_cluster, parse_since, read_logs
+    from runbooks.quickref.quickref import follow_logs, kube_cluster, parse_since, read_logs
 
     if args.inventory is None:
         raise UsageError("logs needs an inventory: -i PATH or WATCHKEEPER_INVENTORY")

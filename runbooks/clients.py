@@ -9,15 +9,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from runbooks.collection import module_utils
+from runbooks import platform
 from runbooks.inventory import ClusterConfig
 
 
 def kube_api(cluster: ClusterConfig) -> Any:
     """A kubernetes ApiClient for the cluster's kube context (and kubeconfig, if set), built
     by module_utils/kube.py as the modules build theirs."""
-    return module_utils("kube").connect({"kubeconfig": cluster.kubeconfig or None,
-                                         "context": cluster.kube_context or None})
+    return platform.kube.connect({"kubeconfig": cluster.kubeconfig or None,
+                                  "context": cluster.kube_context or None})
 
 
 def s3_client(cluster: ClusterConfig) -> Any:
@@ -28,7 +28,7 @@ def s3_client(cluster: ClusterConfig) -> Any:
     if cluster.s3_access_key is not None and cluster.s3_secret_key is not None:
         params["s3_access_key"] = cluster.s3_access_key.resolve()
         params["s3_secret_key"] = cluster.s3_secret_key.resolve()
-    return module_utils("s3").connect(params)
+    return platform.s3.connect(params)
 
 
 def opensearch_client(cluster: ClusterConfig) -> Any:
@@ -40,7 +40,7 @@ def opensearch_client(cluster: ClusterConfig) -> Any:
     if cluster.opensearch_auth is not None:
         params["username"] = cluster.opensearch_auth.username
         params["password"] = cluster.opensearch_auth.password.resolve()
-    return module_utils("opensearch_api").connect(params)
+    return platform.opensearch_api.connect(params)
 
 
 def agent_credentials(cluster: ClusterConfig) -> tuple[str | None, str | None]:

@@ -183,7 +183,7 @@ class ClusterConfig(BaseModel):
     threshold_pending_samples: int = Field(100_000, ge=0)
     rto_target_seconds: int | None = Field(None, gt=0)
     rpo_target_seconds: int | None = Field(None, gt=0)
-    # Operations checklists (runbooks/checklists.py; docs/inventory.md has each default's why).
+    # Operations checklists (runbooks/checklists/checklists.py; docs/inventory.md: defaults' why).
     grafana_auth: BasicAuth | None = None
     argocd_namespace: str = "argocd"
     # Re-sync from git (the emergency runbooks' remedy for drift): the agent's ArgoCD

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -38,12 +38,20 @@ class Gate:
     check: Callable[[RunContext, ClusterConfig], GateResult]
 
 
+#: A runbook's own Params class, for RunContext[P].
+P = TypeVar("P", bound=Params)
+
+
 @dataclass(frozen=True)
-class RunContext:
-    """What a runbook's Python side sees: the validated params and the selected clusters."""
+class RunContext(Generic[P]):
+    """What a runbook's Python side sees: the validated params and the selected clusters.
+
+    A runbook annotates with its own Params (`ctx: RunContext[ScaleParams]`) so `ctx.params`
+    has their fields; a bare `RunContext` leaves them `Any` (`RunContext[Any]`).
+    """
 
     run_id: str
-    params: Params
+    params: P
     inventory: Inventory
     clusters: tuple[ClusterConfig, ...]
     check_mode: bool

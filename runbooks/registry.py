@@ -12,28 +12,35 @@ from runbooks.errors import UsageError
 from runbooks.model import Runbook
 
 BUILTIN = (
-    "runbooks.hashring",
-    "runbooks.scale_receivers",
-    "runbooks.receiver_down",
-    "runbooks.tune_resources",
-    "runbooks.ping",
-    "runbooks.status",
-    "runbooks.backup_opensearch",
-    "runbooks.restore_opensearch",
-    "runbooks.cleanup_log_indices",
-    "runbooks.backup_tsdb",
-    "runbooks.restore_tsdb",
-    "runbooks.receiver_health",
-    "runbooks.agent_health",
-    "runbooks.restart_agent",
-    "runbooks.scale_agents",  # scale-agents (issue 6)
-    "runbooks.scale_prometheus",  # scale-prometheus: HA replicas of a Prometheus server (issue 6)
-    "runbooks.backup_bucket",
-    "runbooks.restore_bucket",
-    "runbooks.checklists",  # checklist-daily, checklist-weekly, checklist-monthly (issue 7)
-    "runbooks.diagnose",  # diagnose-* (issue 7)
-    "runbooks.emergency",  # remote-write-failing, metrics-missing (issue 7)
-    "runbooks.verify_backups",  # verify-backups (issue 5)
+    # receivers and scaling
+    "runbooks.receivers.hashring",
+    "runbooks.receivers.scale_receivers",
+    "runbooks.receivers.receiver_health",
+    "runbooks.receivers.tune_resources",
+    # agents
+    "runbooks.agents.agent_health",
+    "runbooks.agents.restart_agent",
+    "runbooks.agents.scale_agents",  # scale-agents (issue 6)
+    "runbooks.agents.scale_prometheus",  # scale-prometheus: HA replicas of a server (issue 6)
+    # backup and recovery
+    "runbooks.backup.backup_tsdb",
+    "runbooks.backup.restore_tsdb",
+    "runbooks.backup.backup_bucket",
+    "runbooks.backup.restore_bucket",
+    "runbooks.backup.backup_opensearch",
+    "runbooks.backup.restore_opensearch",
+    "runbooks.backup.cleanup_log_indices",
+    "runbooks.backup.verify_backups",  # verify-backups (issue 5)
+    # checklists: checklist-daily, checklist-weekly, checklist-monthly (issue 7)
+    "runbooks.checklists.checklists",
+    # troubleshooting: diagnose-* (issue 7)
+    "runbooks.diagnose.diagnose",
+    # emergency: receiver-down; remote-write-failing, metrics-missing (issue 7)
+    "runbooks.emergency.receiver_down",
+    "runbooks.emergency.emergency",
+    # quick reference
+    "runbooks.quickref.status",
+    "runbooks.quickref.ping",
 )
 
 

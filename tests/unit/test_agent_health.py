@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from ansible_collections.watchkeeper.platform.plugins.module_utils import agent_health, promtext
 
-from runbooks.agent_health import log_path_problem
+from runbooks.gates import log_path_problem
 from runbooks.inventory import ClusterConfig
 
 Q = 'remote_name="thanos-receive",url="http://r:19291/api/v1/receive"'

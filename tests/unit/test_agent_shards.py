@@ -101,7 +101,7 @@ def test_moves_name_every_target_whose_shard_changes() -> None:
 
 
 def test_a_partition_is_each_target_on_exactly_one_shard() -> None:
-    from runbooks.scale_agents import partition_problems
+    from runbooks.agents.scale_agents import partition_problems
 
     good = {"a-0": (["t1", "t2"], ["t3"]), "a-shard-1-0": (["t3"], ["t1", "t2"])}
     assert partition_problems(good, 2) == []
@@ -116,7 +116,7 @@ def test_a_partition_is_each_target_on_exactly_one_shard() -> None:
 def test_replicas_other_than_one_are_refused_naming_sharding() -> None:
     from pydantic import ValidationError
 
-    from runbooks.scale_agents import ScaleAgentsParams
+    from runbooks.agents.scale_agents import ScaleAgentsParams
 
     with pytest.raises(ValidationError, match="agents are sharded, not HA-replicated"):
         ScaleAgentsParams(shards=1, replicas=2)

@@ -9,7 +9,7 @@ import pytest
 from ansible_collections.watchkeeper.platform.plugins.module_utils import backup_verify as bv
 from pydantic import ValidationError
 
-from runbooks.verify_backups import VerifyBackupsParams
+from runbooks.backup.verify_backups import VerifyBackupsParams
 
 H = 3600 * 1000
 BLOCKS = [{"min_time": 0, "max_time": 2 * H}, {"min_time": 2 * H, "max_time": 4 * H},

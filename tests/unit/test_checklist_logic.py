@@ -13,7 +13,7 @@ from ansible_collections.watchkeeper.platform.plugins.module_utils.checklist_pro
 )
 
 from runbooks.journal import Check, Journal, Step
-from runbooks.quickref import QueryFailed, parse_answer
+from runbooks.quickref.quickref import QueryFailed, parse_answer
 from runbooks.report import check_rows, check_summary
 
 DAY = 86400.0

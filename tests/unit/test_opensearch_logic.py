@@ -12,9 +12,9 @@ from ansible_collections.watchkeeper.platform.plugins.module_utils import (
 )
 from pydantic import ValidationError
 
-from runbooks.backup_opensearch import BackupOpenSearchParams
-from runbooks.cleanup_log_indices import CleanupLogIndicesParams
-from runbooks.restore_opensearch import RestoreOpenSearchParams
+from runbooks.backup.backup_opensearch import BackupOpenSearchParams
+from runbooks.backup.cleanup_log_indices import CleanupLogIndicesParams
+from runbooks.backup.restore_opensearch import RestoreOpenSearchParams
 
 DAY = opensearch_snapshot.DAY_MS
 NOW = 1_000 * DAY

@@ -77,7 +77,7 @@ def test_queue_drained_needs_nothing_pending_and_no_lag() -> None:
 def test_replicas_out_of_range_are_refused(replicas: int) -> None:
     from pydantic import ValidationError
 
-    from runbooks.scale_prometheus import ScalePrometheusParams
+    from runbooks.agents.scale_prometheus import ScalePrometheusParams
 
     with pytest.raises(ValidationError, match="replicas"):
         ScalePrometheusParams(replicas=replicas)

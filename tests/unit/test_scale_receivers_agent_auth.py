@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from runbooks.gates import _agent_lags
 from runbooks.inventory import load_inventory
 from runbooks.model import RunContext
-from runbooks.scale_receivers import ScaleParams, _agent_lags
+from runbooks.receivers.scale_receivers import ScaleParams
 
 USER = "watchkeeper"
 NEWEST, SENT = 1_700_000_030.0, 1_700_000_000.0

@@ -7,8 +7,8 @@ import pytest
 from ansible_collections.watchkeeper.platform.plugins.module_utils import thanos_blocks as tb
 from pydantic import ValidationError
 
-from runbooks.backup_bucket import BackupBucketParams
-from runbooks.restore_bucket import RestoreBucketParams
+from runbooks.backup.backup_bucket import BackupBucketParams
+from runbooks.backup.restore_bucket import RestoreBucketParams
 
 A, B = "01JA0000000000000000000000", "01JB0000000000000000000000"
 FULL = {"meta.json": 300, "index": 500, "chunks/000001": 900}

@@ -12,8 +12,8 @@ import pytest
 from ansible_collections.watchkeeper.platform.plugins.module_utils import prom_tsdb, s3_backup
 from pydantic import ValidationError
 
-from runbooks.backup_tsdb import BackupTsdbParams
-from runbooks.restore_tsdb import RestoreTsdbParams
+from runbooks.backup.backup_tsdb import BackupTsdbParams
+from runbooks.backup.restore_tsdb import RestoreTsdbParams
 
 RUN = "20260315T120000Z"
 

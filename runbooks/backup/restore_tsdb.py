@@ -17,8 +17,9 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from runbooks import tsdb_checks as checks
-from runbooks.backup_tsdb import prefix_problem
+from runbooks import platform
+from runbooks.backup import tsdb_checks as checks
+from runbooks.backup.backup_tsdb import prefix_problem
 from runbooks.errors import PreconditionFailed
 from runbooks.model import Params, Runbook, RunContext
 
@@ -51,7 +52,7 @@ class RestoreTsdbParams(Params):
     @field_validator("backup")
     @classmethod
     def _backup(cls, value: str) -> str:
-        if value and checks.plugin_utils("s3_backup").parse_timestamp(value) is None:
+        if value and platform.s3_backup.parse_timestamp(value) is None:
             raise ValueError(f"backup {value!r}: a TIMESTAMP such as 20260101T000000Z")
         return value
 
@@ -71,7 +72,7 @@ class RestoreTsdb(Runbook):
     def validate(self, ctx: RunContext) -> None:
         params = ctx.params
         assert isinstance(params, RestoreTsdbParams)
-        s3b = checks.plugin_utils("s3_backup")
+        s3b = platform.s3_backup
         if len(ctx.clusters) > 1 and "{cluster}" not in params.target_dir:
             raise PreconditionFailed(
                 f"{len(ctx.clusters)} clusters selected and one target_dir: put {{cluster}} in"

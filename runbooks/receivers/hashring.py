@@ -49,13 +49,13 @@ class Hashring(Runbook):
                 " applied again and proven the same way")
     requires = ("kube_context",)
 
-    def validate(self, ctx: RunContext) -> None:
+    def validate(self, ctx: RunContext[HashringParams]) -> None:
         observability = [c for c in ctx.clusters if c.role == "observability"]
         if not observability:
             raise PreconditionFailed(
                 "hashring changes the receivers' ring, which lives on observability clusters;"
                 " none is selected (use --limit with a cluster whose wk_role is observability)")
-        params: Any = ctx.params
+        params = ctx.params
         for cluster in observability:
             mode = params.mode or cluster.hashring_mode
             if mode == "gitops" and not (cluster.git_url and cluster.hashring_git_path):
@@ -69,8 +69,8 @@ class Hashring(Runbook):
                     f" {cluster.receive_endpoint_template!r} has no field; use e.g."
                     " '{pod}.{service}.{namespace}.svc.cluster.local:{port}'")
 
-    def extravars(self, ctx: RunContext) -> dict[str, Any]:
-        params: Any = ctx.params
+    def extravars(self, ctx: RunContext[HashringParams]) -> dict[str, Any]:
+        params = ctx.params
         return {"mode": params.mode, "members": list(params.members),
                 "converge_timeout": params.converge_timeout,
                 "rollback_on_failure": params.rollback_on_failure}

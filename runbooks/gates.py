@@ -1,56 +1,70 @@
-"""scale-receivers: Thanos Receive up or down by the safe procedure: a receiver joins the ring
-only once Ready, leaves it before its pod stops, one member at a time.
+"""Gates and preconditions shared by runbooks of more than one chapter.
 
-1. validate: an observability cluster with its kube context, Query (for the post-gate) and,
-   to scale down, the blocks bucket; `replicas` >= the replication factor;
-2. pre-gate (baseline): every receiver Ready and at the StatefulSet's replicas; the ring's
-   catch-all members are exactly the Ready receivers and every receiver has loaded it;
-3. up: StatefulSet first, the new pods Ready, only then the ring takes them (proven);
-   down: one member at a time from the highest ordinal, ring before StatefulSet (proven on
-   every receiver, the leaving one included), its shutdown flush awaited and its final block
-   verified in the bucket before its claim may be released (`release_pvcs`);
-4. post-gate: a canary series written after the change is visible in Query;
-5. rollback (any failure, a failed gate or an interrupt): replicas and ring back to the
-   start, in the safe order for the direction.
+A chapter package (runbooks.receivers, runbooks.agents, ...) never imports another chapter:
+what two chapters share lives here. Each gate has the shape `model.Gate.check` expects:
+`(ctx, cluster) -> GateResult`.
+
+- require_workload / log_path_problem: the workload clusters an agent runbook may run on
+  (agent-health, restart-agent, scale-agents, the diagnostics, the emergency runbooks);
+- steady_state: scale-receivers' baseline (receivers Ready and on the ring, no write errors,
+  agents' lag low), awaited;
+- canary_after_change: a canary sample written after a change is in Query (scale-receivers,
+  receiver-down);
+- delivering: an agent is Ready and every remote-write queue's lag is under the threshold
+  (restart-agent, remote-write-failing).
 """
 
 from __future__ import annotations
 
 import json
+import string
 import time
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import Field
-
+from runbooks import platform
 from runbooks.clients import agent_credentials, kube_api
-from runbooks.collection import module_utils
 from runbooks.errors import PreconditionFailed
 from runbooks.inventory import ClusterConfig
-from runbooks.model import Gate, GateResult, Params, Runbook, RunContext
+from runbooks.model import GateResult, RunContext
+
+LOG_PATH_FIELDS = {"namespace", "pod"}
 
 
-class ScaleParams(Params):
-    replicas: int = Field(..., ge=1, le=64, description="target number of receivers")
-    mode: Literal["", "direct", "gitops"] = Field(
-        "", description="override the inventory's wk_hashring_mode: gitops commits the ring"
-        " and the replicas to the config repository and waits for the sync")
-    sync_timeout: float = Field(300.0, gt=0, description="gitops mode: seconds for the sync"
-                                " to bring a committed change")
-    ready_timeout: float = Field(300.0, gt=0, description="seconds for new pods to be Ready")
-    converge_timeout: float = Field(180.0, gt=0, description="seconds for each ring proof")
-    upload_timeout: float = Field(
-        300.0, gt=0, description="seconds for a removed receiver's final block in the bucket")
-    release_pvcs: bool = Field(
-        False, description="delete a removed receiver's claim once its upload is verified")
-    canary_timeout: float = Field(
-        120.0, gt=0, description="seconds for a canary sample written after the change")
-    settle_timeout: float = Field(
-        120.0, ge=0, description="seconds the steady-state gates wait for the platform to"
-        " settle (write errors right after a ring change are retried by the agents)")
+def log_path_problem(cluster: ClusterConfig) -> str | None:
+    """Why the cluster's wk_agent_log_path cannot be used, or None (empty is fine)."""
+    path = cluster.agent_log_path
+    if not path:
+        return None
+    if not path.startswith("/"):
+        return (f"{cluster.name}: wk_agent_log_path {path!r} is not absolute; give the full"
+                " path, e.g. /var/log/pods/{namespace}_{pod}.log")
+    try:
+        names = {f for _, f, _, _ in string.Formatter().parse(path) if f is not None}
+    except ValueError as exc:
+        return f"{cluster.name}: wk_agent_log_path {path!r} does not parse: {exc}"
+    unknown = names - LOG_PATH_FIELDS
+    if unknown:
+        return (f"{cluster.name}: wk_agent_log_path {path!r} uses {sorted(unknown)}; only"
+                " {namespace} and {pod} are known")
+    return None
 
 
-def _ring_and_pods(cluster: ClusterConfig) -> tuple[Any, list[Any], str]:
-    kube = module_utils("kube")
+def require_workload(runbook: str, ctx: RunContext) -> list[ClusterConfig]:
+    """The selected workload clusters, each with a usable log path; refuse otherwise."""
+    workload = [c for c in ctx.clusters if c.role == "workload"]
+    if not workload:
+        raise PreconditionFailed(
+            f"{runbook} works on the Prometheus Agents of workload clusters; none is selected"
+            " (use --limit with clusters whose wk_role is workload)")
+    for cluster in workload:
+        problem = log_path_problem(cluster)
+        if problem:
+            raise PreconditionFailed(problem)
+    return workload
+
+
+def ring_and_pods(cluster: ClusterConfig) -> tuple[Any, list[Any], str]:
+    kube = platform.kube
     client = kube_api(cluster)
     sts, pods = kube.statefulset_pods(client, cluster.namespace, cluster.receive_statefulset)
     cm = kube.core(client).read_namespaced_config_map(cluster.hashring_configmap,
@@ -74,8 +88,8 @@ NEWEST_SENT = "prometheus_remote_storage_queue_highest_sent_timestamp_seconds"
 def _agent_lags(ctx: RunContext) -> dict[str, float | None]:
     """Remote-write lag of every workload cluster's agent in the inventory (None: no data),
     read from its /metrics with the inventory's wk_agent_auth, as the agent modules read it."""
-    promhttp = module_utils("promhttp")
-    promtext = module_utils("promtext")
+    promhttp = platform.promhttp
+    promtext = platform.promtext
     lags: dict[str, float | None] = {}
     for cluster in ctx.inventory.clusters:
         if cluster.role != "workload" or cluster.agent_url is None:
@@ -96,12 +110,12 @@ def _agent_lags(ctx: RunContext) -> dict[str, float | None]:
     return lags
 
 
-def steady_state(ctx: RunContext, cluster: ClusterConfig) -> GateResult:
+def steady_state(ctx: RunContext[Any], cluster: ClusterConfig) -> GateResult:
     """The steady-state baseline (_steady_state_once), awaited: a ring change makes receivers'
     forwards fail for a few seconds (the agents retry: nothing is lost), so the gate
     re-evaluates until the platform is steady or `settle_timeout` passes, then fails with the
     last evidence."""
-    params: Any = ctx.params
+    params = ctx.params
     deadline = time.monotonic() + float(getattr(params, "settle_timeout", 0.0))
     attempts = 0
     while True:
@@ -117,11 +131,11 @@ def _steady_state_once(ctx: RunContext, cluster: ClusterConfig) -> GateResult:
     """Every receiver Ready, the ring = the Ready receivers and every receiver reporting its
     hash, no new hashring file errors and low forward / replication / 5xx ratios over a short
     window, every agent's remote-write lag under the threshold."""
-    kube = module_utils("kube")
-    hashring = module_utils("hashring")
-    promtext = module_utils("promtext")
-    health = module_utils("receiver_health")
-    sts, pods, text = _ring_and_pods(cluster)
+    kube = platform.kube
+    hashring = platform.hashring
+    promtext = platform.promtext
+    health = platform.receiver_health
+    sts, pods, text = ring_and_pods(cluster)
     ready = [p for p in pods if kube.is_ready(p)]
     problems = []
     if len(ready) != (sts.spec.replicas or 0):
@@ -177,16 +191,18 @@ def _steady_state_once(ctx: RunContext, cluster: ClusterConfig) -> GateResult:
 
 
 def _newest_canary(cluster: ClusterConfig) -> float:
-    rows, error = module_utils("promhttp").query(
+    rows, error = platform.promhttp.query(
         str(cluster.query_url), f"max(timestamp({cluster.canary_query}))", 10)
     if error:
         raise OSError(error)
     return float(rows[0]["value"]) if rows else 0.0
 
 
-def canary_after_change(ctx: RunContext, cluster: ClusterConfig) -> GateResult:
+# RunContext[Any]: the gate of scale-receivers and receiver-down, whose Params each declare
+# canary_timeout.
+def canary_after_change(ctx: RunContext[Any], cluster: ClusterConfig) -> GateResult:
     """A canary sample newer than this gate's start reaches Query: writes flow end to end."""
-    params: Any = ctx.params
+    params = ctx.params
     since = time.time()
     deadline = time.monotonic() + params.canary_timeout
     newest = 0.0
@@ -204,60 +220,22 @@ def canary_after_change(ctx: RunContext, cluster: ClusterConfig) -> GateResult:
                              " before it)")
 
 
-class ScaleReceivers(Runbook):
-    name = "scale-receivers"
-    summary = ("Scale Thanos Receive up or down safely: Ready before joining, one member at a"
-               " time, ring before StatefulSet, flush and upload verified, canary proven")
-    mutating = True
-    playbook = "scale-receivers.yml"
-    rollback_playbook = "scale-receivers-rollback.yml"
-    Params = ScaleParams
-    changes = ("the receive StatefulSet's replicas and the hashring (ConfigMap or GitOps"
-               " commit); with release_pvcs, removed receivers' claims")
-    rollback = "replicas and ring back to the start, in the safe order for the direction"
-    requires = ("kube_context", "query_url")
-    pre_gates = (Gate("steady state", "receivers Ready and on the ring, no write errors,"
-                      " agents' lag low", steady_state),)
-    post_gates = (Gate("steady state", "the same, after the change", steady_state),
-                  Gate("canary", "a canary sample written after the change is in Query",
-                       canary_after_change))
-
-    def validate(self, ctx: RunContext) -> None:
-        params: Any = ctx.params
-        selected = [c for c in ctx.clusters if c.role == "observability"]
-        if len(selected) != len(ctx.clusters):
-            others = ", ".join(c.name for c in ctx.clusters if c.role != "observability")
-            raise PreconditionFailed(
-                f"scale-receivers runs on observability clusters only; {others} is not one"
-                " (use --limit with the observability cluster)")
-        for cluster in selected:
-            mode = params.mode or cluster.hashring_mode
-            missing = [name for name, value in (
-                ("wk_git_url", cluster.git_url),
-                ("wk_hashring_git_path", cluster.hashring_git_path),
-                ("wk_receive_replicas_git_path", cluster.receive_replicas_git_path))
-                if not value]
-            if mode == "gitops" and missing:
-                raise PreconditionFailed(
-                    f"{cluster.name}: gitops mode scales through the config repository (a"
-                    " direct scale would be reverted by ArgoCD's self-heal, with a receiver"
-                    f" still in the ring) and needs {', '.join(missing)}: set them, or run with"
-                    " -e mode=direct where ArgoCD does not self-heal")
-            if params.replicas < cluster.receive_replication_factor:
-                raise PreconditionFailed(
-                    f"{cluster.name}: replicas={params.replicas} < replication factor"
-                    f" {cluster.receive_replication_factor}: every write would fail its quorum")
-            sts, _, _ = _ring_and_pods(cluster)
-            if params.replicas < (sts.spec.replicas or 0) and not cluster.s3_bucket_blocks:
-                raise PreconditionFailed(
-                    f"{cluster.name}: scaling down verifies each removed receiver's final block"
-                    " in the bucket: set wk_s3_bucket_blocks (and the S3 endpoint/keys)")
-
-    def extravars(self, ctx: RunContext) -> dict[str, Any]:
-        """The start (replicas and ring file) per cluster, for the rollback."""
-        params: Any = ctx.params
-        start: dict[str, Any] = {}
-        for cluster in ctx.clusters:
-            sts, _, text = _ring_and_pods(cluster)
-            start[cluster.name] = {"replicas": int(sts.spec.replicas or 0), "ring": text}
-        return {**params.model_dump(mode="json"), "wk_start": start}
+def delivering(ctx: RunContext, cluster: ClusterConfig) -> GateResult:
+    """The agent is Ready and every remote-write queue's lag is under the threshold."""
+    if cluster.role != "workload" or cluster.agent_url is None:
+        return GateResult(True, "not a workload cluster with wk_agent_url")
+    promhttp = platform.promhttp
+    promtext = platform.promtext
+    agent_health = platform.agent_health
+    user, password = agent_credentials(cluster)
+    ready = promhttp.get(cluster.agent_url + "/-/ready", 5.0, user, password)
+    if not ready.ok:
+        return GateResult(False, f"{cluster.agent_url}/-/ready: {ready.error}")
+    body = promhttp.get(cluster.agent_url + "/metrics", 5.0, user, password)
+    if not body.ok:
+        return GateResult(False, f"{cluster.agent_url}/metrics: {body.error}")
+    samples = promtext.parse(body.body, agent_health.METRICS)
+    started = promtext.maximum(samples, agent_health.START_TIME) or 0.0
+    done, detail = agent_health.caught_up(samples, started,
+                                          cluster.threshold_remote_write_lag_seconds)
+    return GateResult(done, f"Ready; {detail}")

@@ -22,15 +22,12 @@ in Git as well.
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import Field
 
-from runbooks.agent_health import require_workload
-from runbooks.collection import module_utils
+from runbooks import platform
+from runbooks.gates import delivering, require_workload
 from runbooks.inventory import ClusterConfig
 from runbooks.model import Gate, GateResult, Params, Runbook, RunContext
-from runbooks.restart_agent import delivering
 
 
 class RemoteWriteFailingParams(Params):
@@ -68,12 +65,12 @@ class RemoteWriteFailing(Runbook):
         require_workload(self.name, ctx)
 
 
-def jobs_fresh(ctx: RunContext, cluster: ClusterConfig) -> GateResult:
+def jobs_fresh(ctx: RunContext[MetricsMissingParams], cluster: ClusterConfig) -> GateResult:
     """Every expected job of the cluster has a fresh `up` sample in Query and is up."""
     if cluster.role != "workload" or cluster.query_url is None:
         return GateResult(True, "not a workload cluster with wk_query_url")
-    probe = module_utils("diagnose_probe")
-    params: Any = ctx.params
+    probe = platform.diagnose_probe
+    params = ctx.params
     findings = probe.missing_metrics({
         "query_url": cluster.query_url, "cluster": cluster.cluster or cluster.name,
         "expected_jobs": list(cluster.expected_jobs), "lookback": params.lookback,

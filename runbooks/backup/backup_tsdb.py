@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from runbooks import tsdb_checks as checks
+from runbooks.backup import tsdb_checks as checks
 from runbooks.model import Params, Runbook, RunContext
 
 

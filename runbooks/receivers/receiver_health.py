@@ -44,6 +44,6 @@ class ReceiverHealth(Runbook):
                 "receiver-health reads the receivers, which run on observability clusters;"
                 " none is selected (use --limit with a cluster whose wk_role is observability)")
 
-    def extravars(self, ctx: RunContext) -> dict[str, Any]:
-        params: Any = ctx.params
+    def extravars(self, ctx: RunContext[ReceiverHealthParams]) -> dict[str, Any]:
+        params = ctx.params
         return {"rate_window": params.rate_window, "upload_max_age": params.upload_max_age}

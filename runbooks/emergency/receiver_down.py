@@ -17,8 +17,8 @@ from typing import Any
 from pydantic import Field
 
 from runbooks.errors import PreconditionFailed
+from runbooks.gates import canary_after_change
 from runbooks.model import Gate, Params, Runbook, RunContext
-from runbooks.scale_receivers import canary_after_change
 
 
 class ReceiverDownParams(Params):

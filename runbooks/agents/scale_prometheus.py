@@ -32,8 +32,8 @@ from typing import Any
 
 from pydantic import Field
 
+from runbooks import platform
 from runbooks.clients import kube_api
-from runbooks.collection import module_utils
 from runbooks.errors import PreconditionFailed
 from runbooks.inventory import ClusterConfig
 from runbooks.model import Gate, GateResult, Params, Runbook, RunContext
@@ -65,8 +65,8 @@ def selector(cluster: ClusterConfig) -> str:
 
 
 def query(cluster: ClusterConfig, promql: str, dedup: bool) -> list[dict[str, Any]]:
-    rows, error = module_utils("promhttp").query(str(cluster.query_url), promql, 10,
-                                                 dedup=dedup)
+    rows, error = platform.promhttp.query(str(cluster.query_url), promql, 10,
+                                          dedup=dedup)
     if error:
         raise PreconditionFailed(f"{cluster.name}: Query: {error}")
     return list(rows)
@@ -80,22 +80,22 @@ def per_job(cluster: ClusterConfig) -> dict[str, int]:
 
 def loaded_external_labels(cluster: ClusterConfig, pod: str) -> dict[str, str]:
     """The external labels of the configuration the pod's Prometheus loaded."""
-    body = module_utils("kube").proxy_get(kube_api(cluster), cluster.namespace, pod, 9090,
-                                          "api/v1/status/config")
-    return dict(module_utils("prometheus_ha").loaded_external_labels(body))
+    body = platform.kube.proxy_get(kube_api(cluster), cluster.namespace, pod, 9090,
+                                   "api/v1/status/config")
+    return dict(platform.prometheus_ha.loaded_external_labels(body))
 
 
-def ha_baseline(ctx: RunContext, cluster: ClusterConfig) -> GateResult:
+def ha_baseline(ctx: RunContext[ScalePrometheusParams], cluster: ClusterConfig) -> GateResult:
     """Every replica Ready; Query deduplicates on the replica label; series per job recorded."""
-    kube = module_utils("kube")
-    ha = module_utils("prometheus_ha")
+    kube = platform.kube
+    ha = platform.prometheus_ha
     _, pods = kube.statefulset_pods(kube_api(cluster), cluster.namespace,
                                     cluster.prometheus_statefulset)
     unready = [p.metadata.name for p in pods if not kube.is_ready(p)]
     if not pods or unready:
         return GateResult(False, f"{', '.join(unready) or 'no pods'}: make every replica of"
                           f" {cluster.prometheus_statefulset} Ready first")
-    params: Any = ctx.params
+    params = ctx.params
     if params.replicas > 1:
         problems = ha.replica_label_problems(
             {p.metadata.name: loaded_external_labels(cluster, p.metadata.name) for p in pods},
@@ -134,11 +134,11 @@ def fresh_replicas(cluster: ClusterConfig) -> dict[str, int]:
     return {str(r["metric"].get(label)): int(r["value"]) for r in rows}
 
 
-def replicas_seen(ctx: RunContext, cluster: ClusterConfig) -> GateResult:
+def replicas_seen(ctx: RunContext[ScalePrometheusParams], cluster: ClusterConfig) -> GateResult:
     """Query has fresh series from exactly the wanted replicas, each for every job (waits up
     to settle_timeout: a new replica's first samples need a scrape and a send; a removed
     one's last samples stay fresh for FRESH seconds)."""
-    params: Any = ctx.params
+    params = ctx.params
     want = {f"{cluster.prometheus_statefulset}-{i}" for i in range(params.replicas)}
     jobs = len(_BASELINE.get((ctx.run_id, cluster.name), {})) or 1
 
@@ -148,7 +148,7 @@ def replicas_seen(ctx: RunContext, cluster: ClusterConfig) -> GateResult:
         extra = sorted(set(seen) - want)
         return not missing and not extra, (seen, missing, extra)
 
-    ok, (seen, missing, extra), _ = module_utils("kube").wait_for(
+    ok, (seen, missing, extra), _ = platform.kube.wait_for(
         "replicas in Query", check, params.settle_timeout, every=5.0)
     if not ok:
         return GateResult(False, f"fresh series in Query from {seen or 'no replica'};"
@@ -157,19 +157,19 @@ def replicas_seen(ctx: RunContext, cluster: ClusterConfig) -> GateResult:
     return GateResult(True, f"fresh series in Query from each replica: {seen}")
 
 
-def deduplicated(ctx: RunContext, cluster: ClusterConfig) -> GateResult:
+def deduplicated(ctx: RunContext[ScalePrometheusParams], cluster: ClusterConfig) -> GateResult:
     """Query's deduplicated series per job equal the baseline (waits up to settle_timeout)."""
     before = _BASELINE.get((ctx.run_id, cluster.name))
     if before is None:
         return GateResult(True, "no baseline recorded")
-    params: Any = ctx.params
+    params = ctx.params
 
     def check() -> tuple[bool, dict[str, int]]:
         after = per_job(cluster)
         return after == before, after
 
-    ok, after, _ = module_utils("kube").wait_for("deduplicated series", check,
-                                                 params.settle_timeout, every=5.0)
+    ok, after, _ = platform.kube.wait_for("deduplicated series", check,
+                                          params.settle_timeout, every=5.0)
     if not ok:
         return GateResult(False, f"deduplicated series per job {after} != before {before}")
     return GateResult(True, f"deduplicated series per job as before: {after}")

@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from runbooks import opensearch_checks as checks
+from runbooks.backup import opensearch_checks as checks
 from runbooks.model import Params, Runbook, RunContext
 
 _DIRECTIVE = re.compile(r"%(.)")

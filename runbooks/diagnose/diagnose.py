@@ -24,8 +24,8 @@ from typing import Any
 
 from pydantic import Field
 
-from runbooks.agent_health import require_workload
 from runbooks.errors import PreconditionFailed
+from runbooks.gates import require_workload
 from runbooks.model import Params, Runbook, RunContext
 
 

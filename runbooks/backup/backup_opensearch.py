@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from runbooks import opensearch_checks as checks
+from runbooks.backup import opensearch_checks as checks
 from runbooks.model import Params, Runbook, RunContext
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from runbooks import bucket_checks as checks
+from runbooks.backup import bucket_checks as checks
 from runbooks.model import Params, Runbook, RunContext
 
 

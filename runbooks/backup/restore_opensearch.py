@@ -17,8 +17,8 @@ from typing import Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from runbooks import opensearch_checks as checks
-from runbooks.backup_opensearch import as_list
+from runbooks.backup import opensearch_checks as checks
+from runbooks.backup.backup_opensearch import as_list
 from runbooks.model import Params, Runbook, RunContext
 
 

@@ -48,7 +48,7 @@ sends each write as a server-side dry run (the API server validates the new obje
 --diff the objects themselves. GitOps: the agent's objects are git's; this runbook does not
 commit shards to the config repository yet (see validate's refusal for what to do).
 HA replicas are for full Prometheus servers (identical servers, a unique `replica` external
-label, Query deduplicating on it): that is scale-prometheus (runbooks/scale_prometheus.py).
+label, Query deduplicating on it): that is scale-prometheus (runbooks/agents/scale_prometheus.py).
 """
 
 from __future__ import annotations
@@ -59,10 +59,10 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from runbooks.agent_health import require_workload
+from runbooks import platform
 from runbooks.clients import kube_api
-from runbooks.collection import module_utils
 from runbooks.errors import PreconditionFailed
+from runbooks.gates import require_workload
 from runbooks.inventory import ClusterConfig
 from runbooks.model import Gate, GateResult, Params, Runbook, RunContext
 
@@ -105,7 +105,7 @@ _BASELINE: dict[tuple[str, str], dict[str, int]] = {}
 def series_per_job(cluster: ClusterConfig) -> dict[str, int]:
     """`up` series per job of the cluster in Thanos Query: one per scraped target."""
     label = cluster.cluster or cluster.name
-    rows, error = module_utils("promhttp").query(
+    rows, error = platform.promhttp.query(
         str(cluster.query_url), f'count by (job) (up{{cluster="{label}"}})', 10)
     if error:
         raise PreconditionFailed(f"{cluster.name}: Query: {error}")
@@ -114,7 +114,7 @@ def series_per_job(cluster: ClusterConfig) -> dict[str, int]:
 
 def unready_shards(cluster: ClusterConfig) -> list[str]:
     """The agent's pods (every shard) that are not Ready."""
-    kube = module_utils("kube")
+    kube = platform.kube
     return sorted(p.metadata.name for p in kube.core(kube_api(cluster)).list_namespaced_pod(
         cluster.namespace, label_selector=AGENT_SELECTOR).items if not kube.is_ready(p))
 
@@ -135,7 +135,7 @@ def baseline(ctx: RunContext, cluster: ClusterConfig) -> GateResult:
 
 def shard_targets(cluster: ClusterConfig) -> dict[str, tuple[list[str], list[str]]]:
     """{shard pod: (active, dropped) scrape addresses} of every shard of the agent."""
-    kube = module_utils("kube")
+    kube = platform.kube
     client = kube_api(cluster)
     found = {}
     for pod in kube.core(client).list_namespaced_pod(
@@ -166,18 +166,18 @@ def partition_problems(found: dict[str, tuple[list[str], list[str]]], shards: in
     return problems
 
 
-def partitioned(ctx: RunContext, cluster: ClusterConfig) -> GateResult:
+def partitioned(ctx: RunContext[ScaleAgentsParams], cluster: ClusterConfig) -> GateResult:
     """Every discovered target active on exactly one shard, as many shards as asked. Waits
     up to settle_timeout: a Prometheus that just started answers before its scrape manager
     has applied the targets discovery found (updates are batched every few seconds)."""
-    params: Any = ctx.params
+    params = ctx.params
 
     def check() -> tuple[bool, tuple[dict[str, tuple[list[str], list[str]]], list[str]]]:
         found = shard_targets(cluster)
         problems = partition_problems(found, params.shards)
         return not problems, (found, problems)
 
-    _, (found, problems), _ = module_utils("kube").wait_for(
+    _, (found, problems), _ = platform.kube.wait_for(
         "targets partitioned", check, params.settle_timeout, every=5.0)
     if problems:
         return GateResult(False, "; ".join(problems))
@@ -186,32 +186,32 @@ def partitioned(ctx: RunContext, cluster: ClusterConfig) -> GateResult:
     return GateResult(True, f"{len(every)} targets, each on exactly one shard ({share})")
 
 
-def series_unchanged(ctx: RunContext, cluster: ClusterConfig) -> GateResult:
+def series_unchanged(ctx: RunContext[ScaleAgentsParams], cluster: ClusterConfig) -> GateResult:
     """Query's series per job equal to the baseline (waits up to settle_timeout)."""
     before = _BASELINE.get((ctx.run_id, cluster.name))
     if before is None or cluster.query_url is None:
         return GateResult(True, "no baseline (no wk_query_url)")
-    params: Any = ctx.params
+    params = ctx.params
 
     def check() -> tuple[bool, dict[str, int]]:
         after = series_per_job(cluster)
         return after == before, after
 
-    _, after, _ = module_utils("kube").wait_for("series per job", check,
-                                                params.settle_timeout, every=5.0)
+    _, after, _ = platform.kube.wait_for("series per job", check,
+                                         params.settle_timeout, every=5.0)
     if after != before:
         return GateResult(False, f"series per job {after} != before {before}")
     return GateResult(True, f"series per job as before: {after}")
 
 
-def shards_delivering(ctx: RunContext, cluster: ClusterConfig) -> GateResult:
+def shards_delivering(ctx: RunContext[ScaleAgentsParams], cluster: ClusterConfig) -> GateResult:
     """Every shard with targets sends what it scrapes (lag under the threshold, samples sent
     since it started); a shard without targets has nothing to send. Waits up to
     settle_timeout: a restarted shard needs a scrape and a send."""
-    kube = module_utils("kube")
-    promtext = module_utils("promtext")
-    agent_health = module_utils("agent_health")
-    params: Any = ctx.params
+    kube = platform.kube
+    promtext = platform.promtext
+    agent_health = platform.agent_health
+    params = ctx.params
     client = kube_api(cluster)
     deadline = time.monotonic() + params.settle_timeout
     while True:
@@ -257,9 +257,9 @@ class ScaleAgents(Runbook):
                        " threshold", shards_delivering),
                   Gate("series per job", "Query's series per job as before", series_unchanged))
 
-    def validate(self, ctx: RunContext) -> None:
+    def validate(self, ctx: RunContext[ScaleAgentsParams]) -> None:
         require_workload(self.name, ctx)
-        params: Any = ctx.params
+        params = ctx.params
         for cluster in ctx.clusters:
             plan = cluster.agent_shard_pod_annotations
             missing = [str(s) for s in range(1, params.shards) if plan and str(s) not in plan]
@@ -287,7 +287,7 @@ class ScaleAgents(Runbook):
             items: Any = client.AppsV1Api(kube_api(cluster)).list_namespaced_stateful_set(
                 cluster.namespace).items
             names = [s.metadata.name for s in items]
-            shard_of = module_utils("agent_shards").shard_of
+            shard_of = platform.agent_shards.shard_of
             start[cluster.name] = sum(1 for n in names if shard_of(n, "prometheus-agent")
                                       is not None)
         return {**ctx.params.model_dump(mode="json"), "wk_start": start}

@@ -20,9 +20,9 @@ from typing import Any
 
 from pydantic import Field
 
-from runbooks.agent_health import require_workload
-from runbooks.clients import agent_credentials, kube_api
-from runbooks.collection import module_utils
+from runbooks import platform
+from runbooks.clients import kube_api
+from runbooks.gates import delivering, require_workload
 from runbooks.inventory import ClusterConfig
 from runbooks.model import Gate, GateResult, Params, Runbook, RunContext
 
@@ -38,12 +38,12 @@ class RestartAgentParams(Params):
         180.0, gt=0, le=3600, description="seconds for remote write to catch up after Ready")
 
 
-def recreatable(ctx: RunContext, cluster: ClusterConfig) -> GateResult:
+def recreatable(ctx: RunContext[RestartAgentParams], cluster: ClusterConfig) -> GateResult:
     """The StatefulSet recreates the pod and keeps its WAL on a claim."""
     if cluster.role != "workload":
         return GateResult(True, "not a workload cluster: nothing to restart")
-    kube = module_utils("kube")
-    params: Any = ctx.params
+    kube = platform.kube
+    params = ctx.params
     sts, pods = kube.statefulset_pods(kube_api(cluster), cluster.namespace, STATEFULSET)
     problems = []
     if (sts.spec.replicas or 0) < 1:
@@ -61,27 +61,6 @@ def recreatable(ctx: RunContext, cluster: ClusterConfig) -> GateResult:
     claims = ", ".join(t.metadata.name for t in sts.spec.volume_claim_templates)
     return GateResult(True, f"{cluster.namespace}/{pod.metadata.name} belongs to StatefulSet"
                       f" {STATEFULSET} ({sts.spec.replicas} replica(s)), WAL on claim {claims}")
-
-
-def delivering(ctx: RunContext, cluster: ClusterConfig) -> GateResult:
-    """The agent is Ready and every remote-write queue's lag is under the threshold."""
-    if cluster.role != "workload" or cluster.agent_url is None:
-        return GateResult(True, "not a workload cluster with wk_agent_url")
-    promhttp = module_utils("promhttp")
-    promtext = module_utils("promtext")
-    agent_health = module_utils("agent_health")
-    user, password = agent_credentials(cluster)
-    ready = promhttp.get(cluster.agent_url + "/-/ready", 5.0, user, password)
-    if not ready.ok:
-        return GateResult(False, f"{cluster.agent_url}/-/ready: {ready.error}")
-    body = promhttp.get(cluster.agent_url + "/metrics", 5.0, user, password)
-    if not body.ok:
-        return GateResult(False, f"{cluster.agent_url}/metrics: {body.error}")
-    samples = promtext.parse(body.body, agent_health.METRICS)
-    started = promtext.maximum(samples, agent_health.START_TIME) or 0.0
-    done, detail = agent_health.caught_up(samples, started,
-                                          cluster.threshold_remote_write_lag_seconds)
-    return GateResult(done, f"Ready; {detail}")
 
 
 class RestartAgent(Runbook):
@@ -103,7 +82,7 @@ class RestartAgent(Runbook):
     def validate(self, ctx: RunContext) -> None:
         require_workload(self.name, ctx)
 
-    def extravars(self, ctx: RunContext) -> dict[str, Any]:
-        params: Any = ctx.params
+    def extravars(self, ctx: RunContext[RestartAgentParams]) -> dict[str, Any]:
+        params = ctx.params
         return {"pod": params.pod, "ready_timeout": params.ready_timeout,
                 "catchup_timeout": params.catchup_timeout}

@@ -8,30 +8,17 @@ runbooks.clients (the one place SDK clients are built).
 
 from __future__ import annotations
 
-import importlib
 import os
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
+from runbooks import platform
 from runbooks.clients import s3_client
-from runbooks.collection import FQCN_PREFIX, collections_path
 from runbooks.errors import PreconditionFailed, SecretError
 from runbooks.inventory import ClusterConfig
 
 #: Per-request timeout of precondition reads: a wrong address must not stall validation.
 PROBE_TIMEOUT = 10.0
-
-
-def plugin_utils(name: str) -> ModuleType:
-    """A module_utils module of our collection (pure logic the modules share)."""
-    path = str(collections_path())
-    if path not in sys.path:
-        sys.path.append(path)
-    namespace, collection = FQCN_PREFIX.split(".")
-    return importlib.import_module(
-        f"ansible_collections.{namespace}.{collection}.plugins.module_utils.{name}")
 
 
 def cluster_name(cluster: ClusterConfig) -> str:
@@ -41,7 +28,7 @@ def cluster_name(cluster: ClusterConfig) -> str:
 def require_prometheus_server(cluster: ClusterConfig, inventory: str) -> dict[str, Any]:
     """The server's flags, after proving wk_prometheus_url is a full Prometheus server with the
     admin API on and its TSDB directory visible here."""
-    prom = plugin_utils("prom_tsdb")
+    prom = platform.prom_tsdb
     url = cluster.prometheus_url
     if url is None:
         if cluster.agent_url:

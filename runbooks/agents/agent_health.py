@@ -12,49 +12,12 @@ Per workload cluster, read-only:
 
 from __future__ import annotations
 
-import string
 from typing import Any
 
 from pydantic import Field
 
-from runbooks.errors import PreconditionFailed
-from runbooks.inventory import ClusterConfig
+from runbooks.gates import require_workload
 from runbooks.model import Params, Runbook, RunContext
-
-LOG_PATH_FIELDS = {"namespace", "pod"}
-
-
-def log_path_problem(cluster: ClusterConfig) -> str | None:
-    """Why the cluster's wk_agent_log_path cannot be used, or None (empty is fine)."""
-    path = cluster.agent_log_path
-    if not path:
-        return None
-    if not path.startswith("/"):
-        return (f"{cluster.name}: wk_agent_log_path {path!r} is not absolute; give the full"
-                " path, e.g. /var/log/pods/{namespace}_{pod}.log")
-    try:
-        names = {f for _, f, _, _ in string.Formatter().parse(path) if f is not None}
-    except ValueError as exc:
-        return f"{cluster.name}: wk_agent_log_path {path!r} does not parse: {exc}"
-    unknown = names - LOG_PATH_FIELDS
-    if unknown:
-        return (f"{cluster.name}: wk_agent_log_path {path!r} uses {sorted(unknown)}; only"
-                " {namespace} and {pod} are known")
-    return None
-
-
-def require_workload(runbook: str, ctx: RunContext) -> list[ClusterConfig]:
-    """The selected workload clusters, each with a usable log path; refuse otherwise."""
-    workload = [c for c in ctx.clusters if c.role == "workload"]
-    if not workload:
-        raise PreconditionFailed(
-            f"{runbook} works on the Prometheus Agents of workload clusters; none is selected"
-            " (use --limit with clusters whose wk_role is workload)")
-    for cluster in workload:
-        problem = log_path_problem(cluster)
-        if problem:
-            raise PreconditionFailed(problem)
-    return workload
 
 
 class AgentHealthParams(Params):
@@ -76,6 +39,6 @@ class AgentHealth(Runbook):
     def validate(self, ctx: RunContext) -> None:
         require_workload(self.name, ctx)
 
-    def extravars(self, ctx: RunContext) -> dict[str, Any]:
-        params: Any = ctx.params
+    def extravars(self, ctx: RunContext[AgentHealthParams]) -> dict[str, Any]:
+        params = ctx.params
         return {"rate_window": params.rate_window, "log_window": params.log_window}
