@@ -29,11 +29,12 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from watchkeeper_lab import Lab  # noqa: E402
+
 from benchmarks._measure import Measured, measure  # noqa: E402
 from benchmarks._tsdb_data import copy_block, generate  # noqa: E402
 from runbooks.collection import collections_path  # noqa: E402
 from runbooks.inventory import load_inventory  # noqa: E402
-from runbooks.lab import Lab  # noqa: E402
 
 MIB = 1024 * 1024
 CLUSTER = "observability"

@@ -24,8 +24,9 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from watchkeeper_lab import Lab, topology  # noqa: E402
+
 from benchmarks._measure import measure, median  # noqa: E402
-from runbooks.lab import Lab, topology  # noqa: E402
 
 
 def alias_inventory(lab: Lab, root: Path, count: int) -> Path:

@@ -22,7 +22,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from runbooks.lab import Lab  # noqa: E402
+from watchkeeper_lab import Lab  # noqa: E402
 
 
 def main() -> int:

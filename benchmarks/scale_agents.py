@@ -20,8 +20,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from watchkeeper_lab import Lab, topology  # noqa: E402
+
 from benchmarks._measure import run_runbook  # noqa: E402
-from runbooks.lab import Lab, topology  # noqa: E402
 
 STEP_TIME = re.compile(r"^(?P<what>.*) \((?P<seconds>\d+) s\)$")
 

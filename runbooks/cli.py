@@ -425,9 +425,12 @@ def cmd_logs(args: argparse.Namespace, out: Console, err: Console) -> int:
 
 def cmd_lab(args: argparse.Namespace, out: Console, err: Console) -> int:
     try:
-        from runbooks.lab import Lab
+        from watchkeeper_lab import Lab
     except ImportError as exc:
-        raise UsageError(f"the lab is not available in this installation: {exc}") from exc
+        raise UsageError(
+            f"the lab is not installed ({exc}): it is a package of its own, beside watchkeeper;"
+            " install it from a checkout with `pip install ./lab` (scripts/setup.sh does)"
+        ) from exc
     lab = Lab(args.lab_dir)
     if args.lab_command == "up":
         status = lab.up(progress=lambda line: err.print(f"[dim]lab:[/] {line}"))

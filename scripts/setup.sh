@@ -30,9 +30,11 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --upgrade pip
 # WATCHKEEPER_EDITABLE=1 for development; CI installs the wheel as users do.
+# The lab (lab/: real programs for the tests, the demo and the benchmarks) is a package of its
+# own beside the product, installed here for them; `watchkeeper lab` finds it when installed.
 if [ "${WATCHKEEPER_EDITABLE:-0}" = 1 ]; then
-  .venv/bin/python -m pip install -q -e ".[dev]"
+  .venv/bin/python -m pip install -q -e ".[dev]" -e ./lab
 else
-  .venv/bin/python -m pip install -q ".[dev]"
+  .venv/bin/python -m pip install -q ".[dev]" ./lab
 fi
 echo "setup: $(.venv/bin/watchkeeper --help >/dev/null && echo ok) ($(.venv/bin/python -P -c 'import runbooks; print(runbooks.__file__)'))"

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from watchkeeper_lab.controlplane import ControlPlane
+from watchkeeper_lab.topology import Addresses
 
 from runbooks.collection import collections_path
-from runbooks.lab.controlplane import ControlPlane
-from runbooks.lab.topology import Addresses
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(collections_path()))

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 import yaml
+from watchkeeper_lab.controlplane import ControlPlane
+from watchkeeper_lab.platform import WATCHKEEPER_RBAC
 
-from runbooks.lab.controlplane import ControlPlane
-from runbooks.lab.platform import WATCHKEEPER_RBAC
 from tests.conftest import NAMESPACE
 
 

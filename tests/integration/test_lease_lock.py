@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from watchkeeper_lab.controlplane import ControlPlane
 
-from runbooks.lab.controlplane import ControlPlane
 from tests.conftest import NAMESPACE, REPO, cli
 from tests.integration.test_engine import FIXTURES, _wait_for
 

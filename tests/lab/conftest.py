@@ -12,8 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from runbooks.lab import Lab
+from watchkeeper_lab import Lab
 
 
 @pytest.fixture(scope="session")

@@ -14,8 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
-
-from runbooks.lab import Lab
+from watchkeeper_lab import Lab
 
 
 @contextlib.contextmanager

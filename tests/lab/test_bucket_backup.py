@@ -23,10 +23,10 @@ import yaml
 from ansible_collections.watchkeeper.platform.plugins.module_utils.thanos_blocks import (
     human_bytes,
 )
+from watchkeeper_lab import Lab
 
 from runbooks.clients import s3_client
 from runbooks.inventory import load_inventory
-from runbooks.lab import Lab
 from tests.conftest import cli
 
 pytestmark = pytest.mark.lab

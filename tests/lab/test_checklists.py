@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 import yaml
+from watchkeeper_lab import Lab, platform, topology
 
-from runbooks.lab import Lab, platform, topology
 from tests.conftest import cli
 from tests.lab.test_lab import poll
 

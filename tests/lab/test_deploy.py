@@ -23,10 +23,10 @@ from typing import Any
 
 import pytest
 import yaml
+from watchkeeper_lab import Lab, build
 
 from runbooks.clients import s3_client
 from runbooks.inventory import load_inventory
-from runbooks.lab import Lab, build
 from runbooks.registry import all_runbooks
 from tests.conftest import REPO, cli
 

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 import yaml
+from watchkeeper_lab import Lab, process, topology
 
-from runbooks.lab import Lab, process, topology
 from tests.lab.helpers import firewalled
 from tests.lab.test_checklists import canary_health, inventory_with
 from tests.lab.test_kubernetes import is_ready, kubectl

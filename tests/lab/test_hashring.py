@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 from ansible_collections.watchkeeper.platform.plugins.module_utils.hashring import config_hash
+from watchkeeper_lab import Lab, build, topology
 
-from runbooks.lab import Lab, build, topology
 from tests.conftest import cli
 from tests.lab.test_kubernetes import NS, core, proxied
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 from ansible_collections.watchkeeper.platform.plugins.module_utils.hashring import config_hash
+from watchkeeper_lab import Lab, build, platform, topology
 
-from runbooks.lab import Lab, build, platform, topology
 from tests.lab.test_lab import poll
 
 pytestmark = pytest.mark.lab

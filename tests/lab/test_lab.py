@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from watchkeeper_lab import Lab, process, topology
 
 from runbooks.clients import opensearch_client, s3_client
 from runbooks.inventory import load_inventory
-from runbooks.lab import Lab, process, topology
 from tests.conftest import cli
 
 pytestmark = pytest.mark.lab

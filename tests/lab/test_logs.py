@@ -12,8 +12,8 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from watchkeeper_lab import Lab, topology
 
-from runbooks.lab import Lab, topology
 from tests.conftest import cli
 from tests.lab.test_checklists import inventory_with
 from tests.lab.test_kubernetes import NS, core, kubectl

@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 import yaml
+from watchkeeper_lab import Lab
 
 from runbooks.clients import opensearch_client
 from runbooks.inventory import load_inventory
-from runbooks.lab import Lab
 from tests.conftest import cli
 
 pytestmark = pytest.mark.lab

@@ -11,8 +11,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
-from runbooks.lab import Lab, topology
+from watchkeeper_lab import Lab, topology
 
 pytestmark = [pytest.mark.lab,
               pytest.mark.skipif(os.geteuid() != 0, reason="the pod network needs root")]

@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 import yaml
+from watchkeeper_lab import Lab, topology
 
-from runbooks.lab import Lab, topology
 from tests.conftest import cli
 from tests.lab.test_kubernetes import NS, core, is_ready, proxied
 from tests.lab.test_lab import poll

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 from kubernetes.client.exceptions import ApiException
+from watchkeeper_lab import Lab, topology
 
-from runbooks.lab import Lab, topology
 from tests.conftest import cli
 from tests.lab.helpers import port_taken
 from tests.lab.test_hashring import endpoints, playbook_steps, ring_text

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 from ansible_collections.watchkeeper.platform.plugins.module_utils import agent_shards
+from watchkeeper_lab import Lab, topology
 
-from runbooks.lab import Lab, topology
 from tests.lab.helpers import firewalled
 from tests.lab.test_checklists import inventory_with
 from tests.lab.test_kubernetes import api, core, kubectl

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 import yaml
+from watchkeeper_lab import Lab, topology
 
-from runbooks.lab import Lab, topology
 from tests.lab.helpers import firewalled, port_taken
 from tests.lab.test_checklists import inventory_with
 from tests.lab.test_kubernetes import core, kubectl

@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 import yaml
+from watchkeeper_lab import Lab, build, topology
 
-from runbooks.lab import Lab, build, topology
 from tests.conftest import cli
 from tests.lab.test_hashring import endpoints, playbook_steps, reported_hash, ring_text
 from tests.lab.test_kubernetes import NS, apps, core, is_ready, receivers

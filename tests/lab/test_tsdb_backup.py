@@ -27,12 +27,12 @@ from typing import Any
 import pytest
 import yaml
 from ansible_collections.watchkeeper.platform.plugins.module_utils import s3_backup
+from watchkeeper_lab import Lab
+from watchkeeper_lab.process import Record, stop
 
 from benchmarks._tsdb_data import METRIC, GeneratedTsdb, generate
 from runbooks.clients import s3_client
 from runbooks.inventory import load_inventory
-from runbooks.lab import Lab
-from runbooks.lab.process import Record, stop
 from tests.conftest import Process, cli, free_port, wait_ready
 
 pytestmark = pytest.mark.lab

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 from ansible_collections.watchkeeper.platform.plugins.module_utils import resources as res
+from watchkeeper_lab import Lab, topology
 
-from runbooks.lab import Lab, topology
 from tests.conftest import cli
 from tests.lab.test_kubernetes import apps
 

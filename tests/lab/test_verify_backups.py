@@ -22,10 +22,10 @@ from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from watchkeeper_lab import Lab, build
 
 from runbooks.clients import opensearch_client, s3_client
 from runbooks.inventory import load_inventory
-from runbooks.lab import Lab, build
 from tests.conftest import cli
 
 pytestmark = pytest.mark.lab

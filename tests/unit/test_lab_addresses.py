@@ -6,9 +6,8 @@ import socket
 from pathlib import Path
 
 import pytest
-
-from runbooks.lab import Component, LabError, _check_free
-from runbooks.lab.topology import Addresses, hashring
+from watchkeeper_lab import Component, LabError, _check_free
+from watchkeeper_lab.topology import Addresses, hashring
 
 
 def test_two_lab_dirs_get_different_blocks(tmp_path: Path) -> None:

@@ -6,8 +6,9 @@ per chapter of the operations guide (receivers, agents, backup, ...). Imports po
 
     chapters -> gates / execute -> model / platform -> collection / module_utils
 
-(docs/architecture.md). runbooks/lab is the lab's own tree and is not scanned, only guarded:
-nothing but the CLI reaches it.
+(docs/architecture.md). The lab (lab/watchkeeper_lab, a package of its own outside the product
+wheel) is not scanned, only guarded: nothing but the CLI reaches it, and the product package
+holds none of it.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "runbooks"
 ROOT = PACKAGE.parent
-LAB = PACKAGE / "lab"
+LAB_PACKAGE = ROOT / "lab" / "watchkeeper_lab"
 
 #: The only modules that reach the Ansible collection's Python: collection.py locates and
 #: links it, platform.py imports its module_utils for everyone else.
@@ -47,8 +48,8 @@ class Import:
 
 
 def sources() -> list[Path]:
-    """Every Python file of runbooks/ except the lab's."""
-    return sorted(p for p in PACKAGE.rglob("*.py") if LAB not in p.parents)
+    """Every Python file of runbooks/."""
+    return sorted(PACKAGE.rglob("*.py"))
 
 
 def module_name(path: Path) -> str:
@@ -63,14 +64,14 @@ def rel(path: Path) -> str:
 
 
 MODULES = {module_name(p) for p in sources()}
-CHAPTERS = sorted(p.parent.name for p in PACKAGE.glob("*/__init__.py") if p.parent != LAB)
+CHAPTERS = sorted(p.parent.name for p in PACKAGE.glob("*/__init__.py"))
 
 
 def is_module(name: str) -> bool:
     if name in MODULES:
         return True
-    if name == "runbooks.lab" or name.startswith("runbooks.lab."):  # not scanned: look
-        path = ROOT.joinpath(*name.split("."))
+    if name == "watchkeeper_lab" or name.startswith("watchkeeper_lab."):  # not scanned: look
+        path = LAB_PACKAGE.parent.joinpath(*name.split("."))
         return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
     return False
 
@@ -129,7 +130,9 @@ def test_the_scan_sees_the_package() -> None:
     assert {"agents", "backup", "emergency", "quickref", "receivers"} <= set(CHAPTERS)
     assert {"runbooks.cli", "runbooks.gates", "runbooks.platform"} <= MODULES
     assert "runbooks.agents.restart_agent" in MODULES
-    assert not any(within(m, "runbooks.lab") for m in MODULES)
+    assert not any(within(m, "watchkeeper_lab") for m in MODULES)
+    assert (LAB_PACKAGE / "__init__.py").is_file()
+    assert not (PACKAGE / "lab").exists(), "the lab lives outside the product package"
 
 
 def test_only_collection_and_platform_reach_the_collection() -> None:
@@ -156,7 +159,7 @@ def test_only_the_cli_imports_the_lab() -> None:
     """(b) The lab is a tool of the CLI (`watchkeeper lab ...`); runbooks never depend on it."""
     found = [f"{imp}: only {LAB_DOOR} may import the lab"
              for path in sources() if rel(path) != LAB_DOOR
-             for imp in imports(path) if within(imp.module, "runbooks.lab")]
+             for imp in imports(path) if within(imp.module, "watchkeeper_lab")]
     assert not found, "\n".join(found)
 
 

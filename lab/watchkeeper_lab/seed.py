@@ -12,9 +12,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from runbooks.lab.errors import LabError
-from runbooks.lab.platform import tree
-from runbooks.lab.topology import Addresses
+from watchkeeper_lab.errors import LabError
+from watchkeeper_lab.platform import tree
+from watchkeeper_lab.topology import Addresses
 
 LOG_DAYS = 5
 DOCS_PER_DAY = 40

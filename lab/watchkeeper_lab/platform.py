@@ -16,8 +16,8 @@ from typing import Any
 
 import yaml
 
-from runbooks.lab import topology
-from runbooks.lab.topology import Addresses
+from watchkeeper_lab import topology
+from watchkeeper_lab.topology import Addresses
 
 OBSERVABILITY = "observability"
 NAMESPACES = {OBSERVABILITY: "monitoring", **{c: c for c in topology.CLUSTERS}}

@@ -62,8 +62,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from runbooks.lab.network import PodNetwork
-from runbooks.lab.process import Record, start, stop
+from watchkeeper_lab.network import PodNetwork
+from watchkeeper_lab.process import Record, start, stop
 
 log = logging.getLogger("watchkeeper.nodeagent")
 

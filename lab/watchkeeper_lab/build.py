@@ -26,7 +26,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from runbooks.lab.errors import LabError
+from watchkeeper_lab.errors import LabError
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ class Spec:
 
 
 def load_specs() -> dict[str, Spec]:
-    text = resources.files("runbooks.lab").joinpath("versions.toml").read_text()
+    text = resources.files("watchkeeper_lab").joinpath("versions.toml").read_text()
     data = tomllib.loads(text)
     return {
         name: Spec(name, str(v["source"]), str(v.get("version", "system")), dict(v))

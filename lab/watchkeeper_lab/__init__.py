@@ -23,10 +23,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runbooks.lab import build, controlplane, network, platform, seed, topology
-from runbooks.lab.errors import LabError
-from runbooks.lab.process import Record, start, stop
-from runbooks.lab.topology import Addresses
+from watchkeeper_lab import build, controlplane, network, platform, seed, topology
+from watchkeeper_lab.errors import LabError
+from watchkeeper_lab.process import Record, start, stop
+from watchkeeper_lab.topology import Addresses
 
 __all__ = ["ComponentStatus", "Lab", "LabError", "LabStatus"]
 
@@ -203,7 +203,7 @@ class Lab:
                       tuple(controlplane.kwok_argv(binaries["kwok"], kube, a.node)),
                       f"http://{a.node}:10247/healthz", own_namespace=False),
             Component("node-agent", f"{a.node}:10248", "watchkeeper",
-                      (sys.executable, "-m", "runbooks.lab.nodeagent",
+                      (sys.executable, "-m", "watchkeeper_lab.nodeagent",
                        "--kubeconfig", str(self.kubeconfig), "--root", str(self.nodeagent_dir),
                        "--images", str(self.nodeagent_dir / "images.json"),
                        "--healthz", f"{a.node}:10248", "--kubelet-address", f"{a.node}:10250",
@@ -215,7 +215,7 @@ class Lab:
         for i, cluster in enumerate(topology.CLUSTERS):
             comps.append(Component(
                 f"canary-{cluster}", f"{a.canary(i)}:8080", "watchkeeper",
-                (sys.executable, "-m", "runbooks.lab.canary", "--address",
+                (sys.executable, "-m", "watchkeeper_lab.canary", "--address",
                  f"{a.canary(i)}:8080", "--cluster", cluster, "--epoch", str(epoch)),
                 f"http://{a.canary(i)}:8080/-/ready",
             ))
@@ -674,7 +674,7 @@ class Lab:
 
     # ------------------------------------------------------------------ inventory
     def _write_inventory(self, versions: dict[str, str], kubectl: Path | None = None) -> None:
-        from runbooks.lab.inventory import write_lab_inventory
+        from watchkeeper_lab.inventory import write_lab_inventory
 
         write_lab_inventory(self.inventory_dir, self.addresses, versions,
                             git_url=f"file://{self.dir / 'git' / 'platform.git'}",
@@ -689,13 +689,13 @@ def port_urls(ip: str, ports: dict[str, int]) -> dict[str, str]:
 
 def _fingerprint(component: Component) -> str:
     """What the running process was started from: its argv, and for our own Python
-    programs (`python -m runbooks.lab.X`) that module's source."""
+    programs (`python -m watchkeeper_lab.X`) that module's source."""
     import hashlib
 
     digest = hashlib.sha256("\0".join(component.argv).encode())
     if "-m" in component.argv:
         module = component.argv[component.argv.index("-m") + 1]
-        if module.startswith("runbooks.lab."):
+        if module.startswith("watchkeeper_lab."):
             source = Path(__file__).parent / (module.rsplit(".", 1)[1] + ".py")
             digest.update(source.read_bytes())
     return digest.hexdigest()[:16]

@@ -27,9 +27,9 @@ from pathlib import Path
 
 import yaml
 
-from runbooks.lab import build
-from runbooks.lab.errors import LabError
-from runbooks.lab.process import Record, start, stop
+from watchkeeper_lab import build
+from watchkeeper_lab.errors import LabError
+from watchkeeper_lab.process import Record, start, stop
 
 Progress = build.Progress
 NODE = "lab-node"

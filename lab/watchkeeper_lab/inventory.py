@@ -11,9 +11,9 @@ from pathlib import Path
 
 import yaml
 
-from runbooks.lab import topology
-from runbooks.lab.platform import NAMESPACES, OBSERVABILITY
-from runbooks.lab.topology import Addresses
+from watchkeeper_lab import topology
+from watchkeeper_lab.platform import NAMESPACES, OBSERVABILITY
+from watchkeeper_lab.topology import Addresses
 
 
 def write_lab_inventory(directory: Path, a: Addresses, versions: dict[str, str],
@@ -51,7 +51,7 @@ def write_lab_inventory(directory: Path, a: Addresses, versions: dict[str, str],
         receiver = a.receiver(i % topology.RECEIVERS)
         hosts[cluster] = {
             "wk_role": "workload",
-            # One API server, a namespace per cluster (runbooks/lab/controlplane.py says why).
+            # One API server, a namespace per cluster (controlplane.py says why).
             "wk_kube_context": cluster,
             "wk_namespace": NAMESPACES[cluster],
             "wk_agent_url": f"http://{a.agent(i)}:9090",
@@ -59,7 +59,7 @@ def write_lab_inventory(directory: Path, a: Addresses, versions: dict[str, str],
             # No wk_agent_log_path: agent-health reads the agent's log through pods/log, as in
             # production (the node agent serves the kubelet's /containerLogs).
             # Drift from git is re-synced by server-side apply of the Application's path: the
-            # lab runs no ArgoCD controller to ask (runbooks/lab/platform.py).
+            # lab runs no ArgoCD controller to ask (lab/watchkeeper_lab/platform.py).
             "wk_agent_application": f"{cluster}-prometheus-agent",
             # scale-agents: each shard's pod address (the node agent binds pods to them).
             "wk_agent_shard_pod_annotations": {

@@ -35,7 +35,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from runbooks.lab.topology import Addresses
+from watchkeeper_lab.topology import Addresses
 
 log = logging.getLogger(__name__)
 
@@ -221,7 +221,7 @@ class PodNetwork:
         listen = 15000 + port % 1000
         mark = 0x5157
         proxy = subprocess.Popen(
-            [*self.exec_prefix(ip), sys.executable, "-m", "runbooks.lab.slowlink",
+            [*self.exec_prefix(ip), sys.executable, "-m", "watchkeeper_lab.slowlink",
              "--listen", f"127.0.0.1:{listen}", "--target", f"{destination}:{port}",
              "--delay", str(seconds), "--mark", str(mark)],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)

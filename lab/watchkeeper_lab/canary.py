@@ -4,7 +4,7 @@
 (recorded in the lab directory), so any sample's value says when it was produced, and a gap
 in the series is visible as a jump.
 
-    python -m runbooks.lab.canary --address 127.N.M.41:8080 --cluster k8s-cluster-01 --epoch T
+    python -m watchkeeper_lab.canary --address 127.N.M.41:8080 --cluster k8s-cluster-01 --epoch T
 """
 
 from __future__ import annotations
