@@ -19,7 +19,7 @@ from pydantic import Field
 
 from runbooks.errors import PreconditionFailed
 from runbooks.inventory import ClusterConfig
-from runbooks.model import Params, Runbook, RunContext
+from runbooks.model import AGENTS, Params, Runbook, RunContext
 
 LOG_PATH_FIELDS = {"namespace", "pod"}
 
@@ -44,12 +44,9 @@ def log_path_problem(cluster: ClusterConfig) -> str | None:
 
 
 def require_workload(runbook: str, ctx: RunContext) -> list[ClusterConfig]:
-    """The selected workload clusters, each with a usable log path; refuse otherwise."""
+    """The selected workload clusters (the framework selects only those: applies_to AGENTS),
+    each with a usable log path; refuse otherwise."""
     workload = [c for c in ctx.clusters if c.role == "workload"]
-    if not workload:
-        raise PreconditionFailed(
-            f"{runbook} works on the Prometheus Agents of workload clusters; none is selected"
-            " (use --limit with clusters whose wk_role is workload)")
     for cluster in workload:
         problem = log_path_problem(cluster)
         if problem:
@@ -71,6 +68,7 @@ class AgentHealth(Runbook):
                " growth, log errors classified (4xx, 5xx, refused, DNS, out of order/bounds)")
     playbook = "agent-health.yml"
     Params = AgentHealthParams
+    applies_to = AGENTS
     requires = ("kube_context",)
 
     def validate(self, ctx: RunContext) -> None:

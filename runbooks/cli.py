@@ -22,7 +22,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -220,6 +220,9 @@ def cmd_describe(args: argparse.Namespace, out: Console) -> int:
     out.print(f"  changes:   {r.changes}")
     out.print(f"  rollback:  {r.rollback}"
               + (f" (playbooks/{r.rollback_playbook})" if r.rollback_playbook else ""))
+    if r.applies_to is not None:
+        out.print(f"  applies to: {r.applies_to.describe()}; without --limit the others are"
+                  " left out, saying why", markup=False)
     if r.requires:
         out.print("  requires:  " + ", ".join(f"wk_{f}" for f in r.requires))
     out.print("  parameters (-e KEY=VALUE):")
@@ -283,6 +286,10 @@ class _Progress:
     def phase(self, name: str) -> None:
         self.console.print(f"[bold cyan]== {name}[/]")
 
+    def left_out(self, left_out: Mapping[str, str]) -> None:
+        for name, why in left_out.items():
+            self.console.print(f"  left out {name}: {why}", markup=False)
+
     def step(self, step: Step) -> None:
         detail = step.diff_summary or step.message
         self.console.print(
@@ -328,14 +335,16 @@ def cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
             progress = _Progress(err)
             mode = " in check mode (nothing will change)" if args.check else ""
             err.print(f"[bold]watchkeeper run {runbook.name}[/]{mode}")
-            result = run(runbook, options, RunEvents(progress.step, progress.phase), cancel)
+            result = run(runbook, options,
+                         RunEvents(progress.step, progress.phase, progress.left_out), cancel)
     finally:
         signal.signal(signal.SIGINT, previous)
     journal = result.journal
     summary = {
         "runbook": journal.runbook, "run_id": journal.run_id, "status": result.status,
         "exit_code": result.exit_code, "clusters": dict(result.clusters),
-        "run_dir": str(result.run_dir), "journal": str(result.run_dir / "journal.json"),
+        "left_out": dict(result.left_out), "run_dir": str(result.run_dir),
+        "journal": str(result.run_dir / "journal.json"),
         "report": str(result.run_dir / "report.md"), "message": journal.message,
     }
     try:
@@ -344,8 +353,14 @@ def cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
         else:
             color = "green" if result.successful else "red"
             out.print(f"[{color}]{result.status}[/] (exit {result.exit_code}) in"
-                      f" {journal.duration:.1f}s: " + ", ".join(
-                          f"{k}={v}" for k, v in result.clusters.items()))
+                      f" {journal.duration:.1f}s" + "".join(
+                          f"{', ' if i else ': '}{k}={v}"
+                          for i, (k, v) in enumerate(result.clusters.items())))
+            reasons: dict[str, list[str]] = {}
+            for name, why in result.left_out.items():
+                reasons.setdefault(why, []).append(name)
+            for why, names in reasons.items():
+                out.print(f"  left out ({why}): {', '.join(names)}", markup=False)
             if journal.message and not result.successful:
                 err.print(f"  {journal.message}", markup=False)
             out.print(f"  report: {result.run_dir / 'report.md'}")

@@ -81,6 +81,12 @@ class Result:
     def successful(self) -> bool:
         return self.status == "successful"
 
+    @property
+    def left_out(self) -> Mapping[str, str]:
+        """Clusters of the inventory (or of --limit's groups) the runbook does not apply to,
+        each with why."""
+        return self.journal.left_out
+
 
 @dataclass
 class RunEvents:
@@ -88,6 +94,8 @@ class RunEvents:
 
     on_step: Callable[[Step], None] = lambda step: None
     on_phase: Callable[[str], None] = lambda phase: None
+    #: The clusters left out (the runbook does not apply to them), each with why.
+    on_left_out: Callable[[Mapping[str, str]], None] = lambda left_out: None
 
 
 def new_run_id() -> str:
@@ -141,6 +149,34 @@ def _gate_steps(
     return failed
 
 
+def select_clusters(runbook: type[Runbook], inventory: Inventory, limit: str
+                    ) -> tuple[tuple[ClusterConfig, ...], dict[str, str]]:
+    """The clusters a run works on, and those it leaves out with why, like a play's `hosts:`:
+    of the clusters --limit selects (all without it), those the runbook applies to
+    (Runbook.applies_to). A cluster named in --limit that it does not apply to is a
+    UsageError (a group in --limit is narrowed as the whole inventory is). The chosen tuple
+    may be empty: the caller says so with the reasons."""
+    clusters = inventory.select(limit)
+    if not clusters:
+        raise UsageError(f"--limit {limit!r} selects no cluster")
+    scope = runbook.applies_to
+    if scope is None:
+        return clusters, {}
+    names = {t.strip() for t in limit.split(",")} - set(inventory.groups)
+    refused = [f"  {c.name}: {variable}: expected {expected} ({runbook.name} works on"
+               f" {scope.what}), found {found}"
+               for c in clusters if c.name in names
+               for variable, expected, found in scope.problems(c)]
+    if refused:
+        raise UsageError(
+            f"--limit names cluster(s) {runbook.name} does not apply to; it works on"
+            f" {scope.describe()}:\n" + "\n".join(refused)
+            + "\n(take them out of --limit; without --limit it takes the clusters it applies"
+            " to and names those it leaves out)")
+    left_out = {c.name: why for c in clusters if (why := scope.reason(c))}
+    return tuple(c for c in clusters if c.name not in left_out), left_out
+
+
 def _check_requires(runbook: type[Runbook], inventory: Inventory,
                     clusters: Sequence[ClusterConfig]) -> None:
     problems = []
@@ -180,6 +216,7 @@ def run(
     exit_code = EXIT_FAILED
     message = ""
     params_view: Mapping[str, Any] = dict(options.params)
+    left_out: dict[str, str] = {}
 
     def phase(name: str) -> None:
         with contextlib.suppress(Exception):  # a faulty handler never breaks a run
@@ -198,14 +235,28 @@ def run(
                              f" (see `watchkeeper describe {runbook.name}`)") from exc
         params_view = params.model_dump(mode="json")
         inventory = load_inventory(options.inventory)
-        clusters = inventory.select(options.limit)
+        clusters, left_out = select_clusters(runbook, inventory, options.limit)
+        if left_out:
+            with contextlib.suppress(Exception):  # a faulty handler never breaks a run
+                events.on_left_out(left_out)
         if not clusters:
-            raise UsageError(f"--limit {options.limit!r} selects no cluster")
+            assert runbook.applies_to is not None
+            raise UsageError(
+                f"{runbook.name} applies to none of the selected clusters; it works on"
+                f" {runbook.applies_to.describe()}: "
+                + "; ".join(f"{name}: {why}" for name, why in left_out.items()))
         _check_requires(runbook, inventory, clusters)
         ctx = RunContext(run_id, params, inventory, clusters, options.check)
         start = now()
         try:
-            runbook().validate(ctx)
+            try:
+                runbook().validate(ctx)
+            except WatchkeeperError:
+                raise
+            except Exception as exc:  # a validation that cannot decide refuses the run
+                raise PreconditionFailed(
+                    f"{runbook.name} could not validate the run: {type(exc).__name__}: {exc};"
+                    " nothing was changed") from exc
         except PreconditionFailed as exc:
             record.add(Step("validate", "-", "validate", start, now(), "failed", message=str(exc)))
             raise
@@ -266,6 +317,7 @@ def run(
         ),
         message=redactor.text(message),
         run_dir=str(run_dir),
+        left_out=left_out,
     )
     journal.write(run_dir / "journal.json")
     # Imported late: jinja2 and prometheus_client are not needed before the run ends.
@@ -344,11 +396,15 @@ def _run_locked(
             )
 
     limit = ",".join(c.name for c in ctx.clusters)
-    extravars = {
-        "wk_run_id": ctx.run_id,
-        "wk_check_mode": options.check,
-        **runbook().extravars(ctx),
-    }
+    try:
+        own = runbook().extravars(ctx)
+    except WatchkeeperError:
+        raise
+    except Exception as exc:  # e.g. the start state read from an API that went away
+        raise PreconditionFailed(
+            f"{runbook.name} could not prepare the playbook's variables: {type(exc).__name__}:"
+            f" {exc}; nothing was changed") from exc
+    extravars = {"wk_run_id": ctx.run_id, "wk_check_mode": options.check, **own}
 
     def playbook(name: str, ident: str, phase_name: Phase) -> PlaybookOutcome:
         return run_playbook(

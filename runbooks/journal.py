@@ -81,6 +81,8 @@ class Journal:
     steps: tuple[Step, ...]
     message: str = ""
     run_dir: str = ""
+    #: Clusters the runbook does not apply to (Runbook.applies_to), each with why.
+    left_out: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def duration(self) -> float:

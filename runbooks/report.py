@@ -78,8 +78,8 @@ def render_json(journal: Journal) -> str:
         "runbook": journal.runbook, "run_id": journal.run_id, "status": journal.status,
         "exit_code": journal.exit_code, "started": journal.started.isoformat(),
         "duration": journal.duration, "clusters": dict(journal.clusters),
-        "worst_check": worst, "summary": summary, "checks": check_rows(journal),
-        "message": journal.message,
+        "left_out": dict(journal.left_out), "worst_check": worst, "summary": summary,
+        "checks": check_rows(journal), "message": journal.message,
     }, indent=2)
 
 
@@ -123,6 +123,8 @@ def render_junit(journal: Journal) -> str:
         else:
             case(classname, f"{step.phase}: {step.name}", step.duration, step.status,
                  step.message)
+    for name, why in journal.left_out.items():
+        case(f"{journal.runbook}.{name}", "left out", 0.0, "skipped", why)
     if not journal.steps:
         case(f"{journal.runbook}.-", "run", journal.duration,
              "ok" if journal.status == "successful" else "failed", journal.message)

@@ -24,7 +24,7 @@ from runbooks.agent_health import require_workload
 from runbooks.clients import agent_credentials, kube_api
 from runbooks.collection import module_utils
 from runbooks.inventory import ClusterConfig
-from runbooks.model import Gate, GateResult, Params, Runbook, RunContext
+from runbooks.model import AGENTS, Gate, GateResult, Params, Runbook, RunContext
 
 STATEFULSET = "prometheus-agent"
 
@@ -94,6 +94,7 @@ class RestartAgent(Runbook):
     changes = ("deletes the agent pod of each selected workload cluster; its StatefulSet"
                " recreates it with the current configuration")
     rollback = ("none: a restart cannot be undone; samples not sent before it are not resent")
+    applies_to = AGENTS
     requires = ("kube_context",)
     pre_gates = (Gate("agent recreatable", "the StatefulSet recreates the pod and keeps its"
                       " WAL on a claim", recreatable),)
