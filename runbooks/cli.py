@@ -7,7 +7,8 @@ Exit codes:
   2    usage or inventory error (nothing ran)
   3    a gate or precondition failed (nothing was changed, or the change was rolled back)
   4    locked: another mutating run holds a cluster
-  130  interrupted (Ctrl-C); the rollback still ran
+  130  interrupted (Ctrl-C); the rollback still ran (after a completed change a first Ctrl-C
+       lets its checks finish, a second stops them and rolls back)
   141  the reader of the output went away (| head); `run` keeps its run's code instead
 """
 
@@ -21,7 +22,6 @@ import logging
 import os
 import signal
 import sys
-import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -303,7 +303,7 @@ class _Progress:
 
 
 def cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
-    from runbooks.execute import RunEvents, RunOptions, run
+    from runbooks.execute import Interrupt, RunEvents, RunOptions, run
 
     runbook = registry.get(args.name)
     if runbook.requires_confirmation and not args.yes and not args.check:
@@ -317,26 +317,24 @@ def cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
         check=args.check, diff=args.diff, forks=args.forks, timeout=args.timeout,
         run_dir=args.run_dir, textfile_dir=args.textfile_dir, pushgateway=args.pushgateway,
     )
-    cancel = threading.Event()
+    interrupt = Interrupt()
 
     def on_sigint(signum: int, frame: Any) -> None:
-        first = not cancel.is_set()
-        cancel.set()
+        said = interrupt.press()  # what this Ctrl-C does depends on where the run is
         with contextlib.suppress(BrokenPipeError):  # the run must stop, printed or not
-            err.print("[yellow]interrupt: stopping the playbook; the rollback will still run[/]"
-                      if first else "[yellow]already stopping; waiting for the rollback to"
-                      " finish[/]")
+            err.print(f"[yellow]{said}[/]")
 
     previous = signal.signal(signal.SIGINT, on_sigint)
     try:
         if args.output == "json":
-            result = run(runbook, options, cancel=cancel)
+            result = run(runbook, options, interrupt=interrupt)
         else:
             progress = _Progress(err)
             mode = " in check mode (nothing will change)" if args.check else ""
             err.print(f"[bold]watchkeeper run {runbook.name}[/]{mode}")
             result = run(runbook, options,
-                         RunEvents(progress.step, progress.phase, progress.left_out), cancel)
+                         RunEvents(progress.step, progress.phase, progress.left_out),
+                         interrupt=interrupt)
     finally:
         signal.signal(signal.SIGINT, previous)
     journal = result.journal

@@ -98,6 +98,72 @@ class RunEvents:
     on_left_out: Callable[[Mapping[str, str]], None] = lambda left_out: None
 
 
+class Interrupt:
+    """Ctrl-C as a run sees it. What a press does depends on where the run is:
+
+    - before the change (validation, pre-gates): stop; nothing was changed;
+    - during the playbook: stop it; the rollback runs (exit 130);
+    - during the post-gates, the change being done: its checks finish (their verdict decides
+      the run as without a Ctrl-C); a second press stops them and runs the rollback (130);
+    - during the rollback: nothing; a rollback cut short would leave a half-done change.
+
+    `press()` (from the SIGINT handler) records a press and returns what it does, for people.
+    The run keeps `phase`, `step` (the task or check under way) and `rollback` up to date.
+    """
+
+    def __init__(self, cancel: threading.Event | None = None) -> None:
+        #: Set by the first press: stops the playbook, or the checks before it.
+        self.cancel = cancel or threading.Event()
+        #: Set by a second press during the post-gates: stops them; the rollback runs.
+        self.again = threading.Event()
+        self.phase = ""
+        self.step = ""
+        self.rollback = False
+        self.presses = 0
+        #: Where the run was at the first press: (phase, step).
+        self.first: tuple[str, str] | None = None
+        #: Where the run was when the second press stopped the post-gates.
+        self.second: tuple[str, str] | None = None
+
+    @property
+    def finishing_checks(self) -> bool:
+        """The first press came after the change was done: its checks finish."""
+        return self.first is not None and self.first[0] == "post-gate"
+
+    def press(self) -> str:
+        self.presses += 1
+        rollback = ("the rollback will still run" if self.rollback
+                    else "this runbook has no rollback")
+        if not self.cancel.is_set():
+            self.first = (self.phase, self.step)
+            self.cancel.set()
+            if self.phase == "post-gate":
+                return ("interrupt: the change is done; finishing its checks; Ctrl-C again to"
+                        " stop them" + (" and roll back" if self.rollback else ""))
+            if self.phase == "rollback":
+                return "interrupt: the rollback is running and finishes; it is not stopped"
+            if self.phase == "playbook":
+                return f"interrupt: stopping the playbook; {rollback}"
+            return "interrupt: stopping before anything changes"
+        if self.finishing_checks and self.phase == "post-gate" and not self.again.is_set():
+            self.second = (self.phase, self.step)
+            self.again.set()
+            return ("interrupt again: stopping the checks" + ("; rolling back" if self.rollback
+                                                              else ""))
+        return ("already stopping; waiting for the rollback to finish" if self.rollback
+                else "already stopping")
+
+    def record(self) -> dict[str, Any]:
+        """For the journal: where the presses came and how many ({} without one)."""
+        if self.first is None:
+            return {"presses": self.presses} if self.cancel.is_set() else {}
+        found: dict[str, Any] = {"presses": self.presses, "phase": self.first[0],
+                                 "step": self.first[1]}
+        if self.second is not None:
+            found["second_phase"], found["second_step"] = self.second
+        return found
+
+
 def new_run_id() -> str:
     return now().strftime("%Y%m%dT%H%M%SZ") + "-" + _random.token_hex(3)
 
@@ -130,11 +196,16 @@ def _secret_values(inventory: Inventory | None) -> list[str]:
 
 
 def _gate_steps(
-    phase: Phase, gates: Sequence[Gate], ctx: RunContext, record: StepRecorder
+    phase: Phase, gates: Sequence[Gate], ctx: RunContext, add: Callable[[Step], None],
+    interrupt: Interrupt | None = None, closed: Callable[[], bool] = lambda: False,
 ) -> list[Step]:
     failed: list[Step] = []
     for gate in gates:
         for cluster in ctx.clusters:
+            if closed():
+                return failed
+            if interrupt is not None:
+                interrupt.step = f"{gate.name} on {cluster.name}"
             start = now()
             try:
                 outcome = gate.check(ctx, cluster)
@@ -143,10 +214,52 @@ def _gate_steps(
             except Exception as exc:  # a gate that cannot decide is a failed gate
                 status, message = "failed", f"{type(exc).__name__}: {exc}"
             step = Step(phase, cluster.name, gate.name, start, now(), status, message=message)  # type: ignore[arg-type]
-            record.add(step)
+            if closed():  # stopped meanwhile: the run has moved on without this result
+                return failed
+            add(step)
             if step.failed:
                 failed.append(step)
     return failed
+
+
+def _stoppable_gates(
+    phase: Phase, gates: Sequence[Gate], ctx: RunContext, record: StepRecorder,
+    interrupt: Interrupt, stop: threading.Event,
+) -> tuple[list[Step], bool]:
+    """The gates, in a thread of their own so that `stop` ends the wait for them at once
+    (a gate may poll for minutes); returns the failed steps and whether they were stopped.
+    Gates only read, so a stopped one is left to end by itself: its result is dropped and the
+    run records the stop as an `interrupted` step naming the check under way."""
+    failed: list[Step] = []
+    lock = threading.Lock()
+    stopped = [False]
+
+    def closed() -> bool:
+        with lock:
+            return stopped[0]
+
+    def gated_add(step: Step) -> None:
+        with lock:
+            if not stopped[0]:
+                record.add(step)
+
+    start = now()
+    worker = threading.Thread(
+        target=lambda: failed.extend(_gate_steps(phase, gates, ctx, gated_add, interrupt,
+                                                 closed)),
+        name=f"watchkeeper-{phase}", daemon=True)
+    worker.start()
+    while worker.is_alive():
+        worker.join(0.1)
+        if stop.is_set() and worker.is_alive():
+            with lock:
+                stopped[0] = True
+            where = interrupt.step
+            record.add(Step(phase, "-", f"{phase}s stopped", start, now(), "interrupted",
+                            message="stopped by Ctrl-C" + (f" while checking {where}"
+                                                           if where else "")))
+            return failed, True
+    return failed, False
 
 
 def select_clusters(runbook: type[Runbook], inventory: Inventory, limit: str
@@ -196,12 +309,17 @@ def run(
     options: RunOptions,
     events: RunEvents | None = None,
     cancel: threading.Event | None = None,
+    interrupt: Interrupt | None = None,
 ) -> Result:
     """Run `runbook` with `options`. Never raises for a failed run (only for a run directory
-    that cannot be used): the Result says how it ended and the journal says why. Ctrl-C (the
-    `cancel` event) ends as `interrupted` and the rollback still runs."""
+    that cannot be used): the Result says how it ended and the journal says why. Ctrl-C
+    (`interrupt.press()`, or the `cancel` event set) ends as `interrupted` and the rollback
+    still runs; after a completed change, a first Ctrl-C lets its checks finish and a second
+    stops them (see Interrupt)."""
     events = events or RunEvents()
-    cancel = cancel or threading.Event()
+    interrupt = interrupt or Interrupt(cancel)
+    cancel = interrupt.cancel
+    interrupt.rollback = bool(runbook.rollback_playbook) and not options.check
     run_id = new_run_id()
     run_dir = (options.run_dir or default_runs_dir() / f"{runbook.name}-{run_id}").resolve()
     if run_dir.is_dir() and any(run_dir.iterdir()):
@@ -219,6 +337,7 @@ def run(
     left_out: dict[str, str] = {}
 
     def phase(name: str) -> None:
+        interrupt.phase, interrupt.step = name, ""
         with contextlib.suppress(Exception):  # a faulty handler never breaks a run
             events.on_phase(name)
 
@@ -273,7 +392,7 @@ def run(
         )
         with lock_ctx:
             status, exit_code = _run_locked(
-                runbook, options, ctx, run_dir, record, phase, cancel
+                runbook, options, ctx, run_dir, record, phase, interrupt
             )
     except WatchkeeperError as exc:
         message = str(exc)
@@ -285,12 +404,22 @@ def run(
         status, exit_code = "interrupted", EXIT_INTERRUPTED
         message = "interrupted before the playbook"
 
-    if cancel.is_set() and status != "successful":
+    stopped_something = interrupt.first is None or interrupt.first[0] not in (
+        "post-gate", "rollback")  # there a first Ctrl-C stops nothing: the verdict stands
+    if cancel.is_set() and status != "successful" and (
+            stopped_something or interrupt.again.is_set()):
         status, exit_code = "interrupted", EXIT_INTERRUPTED
     steps = tuple(record.steps)
-    if not message and status != "successful":
+    if status == "interrupted":
+        message = interrupted_summary(interrupt, steps, message)
+    elif not message and status != "successful":
         message = _summary(steps, status, options.check)
+    elif status == "successful" and interrupt.finishing_checks:
+        message = ("interrupted by the user (Ctrl-C) after the change was done: its checks"
+                   " finished and passed")
     outcomes = cluster_outcomes([c.name for c in clusters], steps)
+    if status == "interrupted":
+        outcomes = _interrupted_outcomes(outcomes, steps)
     if options.check:  # a fault found in check mode fails its cluster, as in the run's status
         for step, _ in check_mode_faults(steps):
             if step.cluster in outcomes:
@@ -318,6 +447,7 @@ def run(
         message=redactor.text(message),
         run_dir=str(run_dir),
         left_out=left_out,
+        interrupt=interrupt.record(),
     )
     journal.write(run_dir / "journal.json")
     # Imported late: jinja2 and prometheus_client are not needed before the run ends.
@@ -364,6 +494,55 @@ def run_outcome(playbook: RunStatus, gate_failed: bool, check: bool,
     return playbook, codes.get(playbook, EXIT_FAILED)
 
 
+def interrupted_summary(interrupt: Interrupt, steps: Sequence[Step], cause: str = "") -> str:
+    """What an interrupted run says first: that the user interrupted it, during which phase
+    and step, and what the rollback restored (the rollback steps' own messages)."""
+    phase, step = interrupt.first or ("", "")
+    if interrupt.second is not None:
+        phase, step = interrupt.second
+        text = "interrupted by the user (Ctrl-C twice) while checking the change"
+    elif phase:
+        text = f"interrupted by the user (Ctrl-C) during the {phase}"
+    else:
+        text = "interrupted by the user (Ctrl-C)"
+    if step:
+        text += f", at {step!r}"
+    rollback = [s for s in steps if s.phase == "rollback"]
+    failed = [s for s in rollback if s.failed]
+    if failed:
+        first = failed[0]
+        text += (f"; the rollback FAILED: {first.cluster}: {first.name}:"
+                 f" {first.message or first.status}")
+    elif rollback:
+        said: dict[str, list[str]] = {}
+        for s in rollback:
+            if s.message:
+                said.setdefault(s.cluster, []).append(s.message)
+        done = "; ".join(f"{cluster}: {', '.join(msgs)}" for cluster, msgs in said.items())
+        clusters = sorted({s.cluster for s in rollback})
+        text += ("; rolled back: " + done if done else
+                 f"; rolled back on {', '.join(clusters)} ({len(rollback)} step(s) ok)")
+    elif phase in ("", "validate", "lock", "pre-gate"):
+        text += "; nothing was changed"
+    elif interrupt.rollback:
+        text += "; no rollback ran"
+    else:
+        text += "; this runbook has no rollback"
+    if cause and not cause.startswith("interrupted"):
+        text += f" ({cause})"
+    return text
+
+
+def _interrupted_outcomes(outcomes: Mapping[str, str], steps: Sequence[Step]
+                          ) -> dict[str, str]:
+    """An interrupted run's clusters: `rolled back` where the rollback ran and none of its
+    steps failed, `failed` where a step failed, else `interrupted`."""
+    rolled = {s.cluster for s in steps if s.phase == "rollback"}
+    return {name: outcome if outcome == "failed" else
+            "rolled back" if name in rolled else "interrupted"
+            for name, outcome in outcomes.items()}
+
+
 def _summary(steps: Sequence[Step], status: str, check: bool = False) -> str:
     failed = [s for s in steps if s.failed]
     if failed:
@@ -386,11 +565,17 @@ def _run_locked(
     run_dir: Path,
     record: StepRecorder,
     phase: Callable[[str], None],
-    cancel: threading.Event,
+    interrupt: Interrupt,
 ) -> tuple[RunStatus, int]:
+    cancel = interrupt.cancel
     if runbook.pre_gates:
         phase("pre-gate")
-        if _gate_steps("pre-gate", runbook.pre_gates, ctx, record):
+        # Nothing changed yet: a Ctrl-C stops the pre-gates at once.
+        failed, stopped = _stoppable_gates("pre-gate", runbook.pre_gates, ctx, record,
+                                           interrupt, cancel)
+        if stopped or cancel.is_set():
+            return "interrupted", EXIT_INTERRUPTED
+        if failed:
             raise PreconditionFailed(
                 f"a pre-gate failed; nothing was changed (see {run_dir / 'report.md'})"
             )
@@ -425,6 +610,7 @@ def _run_locked(
             ),
             on_step=record.add,
             cancel=cancel if phase_name == "playbook" else None,
+            on_task=lambda task: setattr(interrupt, "step", task),
         )
 
     if cancel.is_set():  # Ctrl-C before anything changed: stop here, nothing to roll back
@@ -432,7 +618,9 @@ def _run_locked(
     phase("playbook")
     outcome = playbook(runbook.playbook, "main", "playbook")
     status: RunStatus = outcome.status
-    if status == "canceled" and cancel.is_set():
+    if cancel.is_set() and status in ("canceled", "successful"):
+        # Ctrl-C during the playbook said the rollback runs, also when it came too late to
+        # stop the last task.
         status = "interrupted"
     gate_failed = False
     if status == "successful" and runbook.post_gates:
@@ -444,7 +632,12 @@ def _run_locked(
                 record.add(Step("post-gate", "-", gate.name, stamp, stamp, "skipped",
                                 message="check mode: nothing changed to verify"))
         else:
-            gate_failed = bool(_gate_steps("post-gate", runbook.post_gates, ctx, record))
+            # The change is done: a first Ctrl-C lets its checks finish, a second stops them.
+            failed, stopped = _stoppable_gates("post-gate", runbook.post_gates, ctx, record,
+                                               interrupt, interrupt.again)
+            gate_failed = bool(failed)
+            if stopped:
+                status = "interrupted"
     needs_rollback = status != "successful" or gate_failed
     if needs_rollback and runbook.rollback_playbook and not options.check:
         phase("rollback")

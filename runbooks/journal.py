@@ -83,6 +83,9 @@ class Journal:
     run_dir: str = ""
     #: Clusters the runbook does not apply to (Runbook.applies_to), each with why.
     left_out: Mapping[str, str] = field(default_factory=dict)
+    #: Ctrl-C: how many presses, the phase and step of the first (and of a second that
+    #: stopped the post-gates); {} without one.
+    interrupt: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def duration(self) -> float:
