@@ -8,13 +8,13 @@ reports and the run metrics, whatever happened.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
-import secrets as _random
+import os
 import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -165,10 +165,17 @@ class Interrupt:
 
 
 def new_run_id() -> str:
-    return now().strftime("%Y%m%dT%H%M%SZ") + "-" + _random.token_hex(3)
+    return now().strftime("%Y%m%dT%H%M%SZ") + "-" + os.urandom(3).hex()
 
 
 def versions() -> dict[str, str]:
+    return dict(_versions())
+
+
+@functools.cache
+def _versions() -> dict[str, str]:
+    from importlib import metadata
+
     found = {"python": sys.version.split()[0]}
     for dist in ("watchkeeper", "ansible-core", "ansible-runner"):
         try:
@@ -615,6 +622,7 @@ def _run_locked(
 
     if cancel.is_set():  # Ctrl-C before anything changed: stop here, nothing to roll back
         return "interrupted", EXIT_INTERRUPTED
+    threading.Thread(target=_prepare_the_end, name="watchkeeper-prepare", daemon=True).start()
     phase("playbook")
     outcome = playbook(runbook.playbook, "main", "playbook")
     status: RunStatus = outcome.status
@@ -646,6 +654,17 @@ def _run_locked(
         if rollback.status != "successful":
             log.error("rollback of %s ended %s", runbook.name, rollback.status)
     return run_outcome(status, gate_failed, options.check, record.steps)
+
+
+def _prepare_the_end() -> None:
+    """Load what the end of a run needs (reports and their templates, metrics, versions) while
+    its playbook runs, when this process only waits for ansible-playbook, rather than after.
+    A failure here is not a failure of the run: the end loads what it needs again."""
+    with contextlib.suppress(Exception):
+        from runbooks import metrics, report  # noqa: F401
+
+        report.load_templates()
+        versions()
 
 
 def _resolve_playbook(name: str) -> Path:

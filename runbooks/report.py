@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -17,6 +18,7 @@ _STATUS_MARK = {
 }
 
 
+@functools.cache
 def _env() -> Environment:
     env = Environment(
         loader=PackageLoader("runbooks", "templates"),
@@ -27,6 +29,12 @@ def _env() -> Environment:
     env.filters["mark"] = lambda s: _STATUS_MARK.get(s, s)
     env.filters["cell"] = lambda s: str(s).replace("|", "\\|").replace("\n", " ")
     return env
+
+
+def load_templates() -> None:
+    """Compile the report templates now (a run does it while its playbook runs)."""
+    for name in ("report.md.j2", "report.html.j2"):
+        _env().get_template(name)
 
 
 def problems(journal: Journal) -> list[tuple[Step, str]]:
