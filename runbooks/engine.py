@@ -160,19 +160,50 @@ def _error_tail(stdout: Path, lines: int = 3) -> str:
     return " | ".join(tail)
 
 
+def _close_without_delay() -> None:
+    """ansible-runner closes its pexpect child only after the child exited (its loop runs
+    while the child is alive, then reads to EOF), and ptyprocess's close() then sleeps
+    `delayafterclose` (0.1 s) to "give the kernel time" to report an exit it has already
+    reported: a tenth of a second off every playbook (two per run with a rollback). The ptys
+    pexpect spawns here close without that sleep; a child still alive at close is terminated
+    as before (ptyprocess's terminate, with its own delays). Idempotent."""
+    from pexpect import pty_spawn
+
+    original = pty_spawn.spawn._spawnpty
+    if getattr(original, "watchkeeper", False):
+        return
+
+    def spawnpty(self: Any, args: Any, **kwargs: Any) -> Any:
+        ptyproc = original(self, args, **kwargs)
+        ptyproc.delayafterclose = 0
+        return ptyproc
+
+    spawnpty.watchkeeper = True  # type: ignore[attr-defined]
+    pty_spawn.spawn._spawnpty = spawnpty
+
+
 def run_playbook(
     run: PlaybookRun,
     on_step: Callable[[Step], None],
     cancel: threading.Event | None = None,
+    on_task: Callable[[str], None] | None = None,
 ) -> PlaybookOutcome:
-    """Run one playbook to its end (or until cancelled / timed out)."""
+    """Run one playbook to its end (or until cancelled / timed out). `on_task` hears the name
+    of each task as it starts (what a Ctrl-C interrupts)."""
     import ansible_runner  # the one import of ansible_runner in watchkeeper
 
+    _close_without_delay()
     run.private_data_dir.mkdir(parents=True, exist_ok=True)
     steps: list[Step] = []
+    current = [""]  # the task that started last
 
     def handle(event: dict[str, Any]) -> bool:
         # Keep this cheap: a slow handler stalls the run (pexpect timeout).
+        if event.get("event") == "playbook_on_task_start":
+            current[0] = str((event.get("event_data") or {}).get("task") or "")
+            if on_task is not None:
+                on_task(current[0])
+            return True
         step = event_to_step(event, run.phase)
         if step is not None:
             steps.append(step)
@@ -223,10 +254,15 @@ def run_playbook(
         status = "failed"
     artifacts = run.private_data_dir / "artifacts" / run.ident
     if status != "successful" and not any(s.failed for s in steps):
-        # A parse error, a missing plugin or a kill produces no task event: record the cause.
+        # A parse error, a missing plugin or a kill produces no task event: record the cause
+        # (for a cancel, the task it stopped: its raw output says nothing more).
+        if status == "canceled":
+            message = ("stopped by the interrupt" + (f" during task {current[0]!r}"
+                                                     if current[0] else ""))
+        else:
+            message = _error_tail(artifacts / "stdout") or f"ended {status}"
         failure = Step(run.phase, "-", f"ansible-playbook {run.playbook.name}", started, now(),
-                       "interrupted" if status == "canceled" else "failed",
-                       message=_error_tail(artifacts / "stdout") or f"ended {status}")
+                       "interrupted" if status == "canceled" else "failed", message=message)
         steps.append(failure)
         on_step(failure)
     return PlaybookOutcome(

@@ -50,12 +50,9 @@ def log_path_problem(cluster: ClusterConfig) -> str | None:
 
 
 def require_workload(runbook: str, ctx: RunContext) -> list[ClusterConfig]:
-    """The selected workload clusters, each with a usable log path; refuse otherwise."""
+    """The selected workload clusters (the framework selects only those: applies_to AGENTS),
+    each with a usable log path; refuse otherwise."""
     workload = [c for c in ctx.clusters if c.role == "workload"]
-    if not workload:
-        raise PreconditionFailed(
-            f"{runbook} works on the Prometheus Agents of workload clusters; none is selected"
-            " (use --limit with clusters whose wk_role is workload)")
     for cluster in workload:
         problem = log_path_problem(cluster)
         if problem:

@@ -213,6 +213,11 @@ class ClusterConfig(BaseModel):
     threshold_process_cpu_cores: float = Field(4.0, gt=0)
     # Jobs every workload cluster must deliver (diagnose-missing-metrics, metrics-missing).
     expected_jobs: tuple[str, ...] = ("prometheus-agent",)
+    # verify-backups: the programs it starts where watchkeeper runs on restored data (empty:
+    # /usr/bin/prometheus, else PATH; thanos on PATH). `-e prometheus_binary` / `-e
+    # thanos_binary` override them.
+    prometheus_binary: str = ""
+    thanos_binary: str = ""
 
     def secrets(self) -> list[tuple[str, SecretRef]]:
         """Every secret reference of this cluster, with its variable name."""

@@ -81,6 +81,11 @@ class Journal:
     steps: tuple[Step, ...]
     message: str = ""
     run_dir: str = ""
+    #: Clusters the runbook does not apply to (Runbook.applies_to), each with why.
+    left_out: Mapping[str, str] = field(default_factory=dict)
+    #: Ctrl-C: how many presses, the phase and step of the first (and of a second that
+    #: stopped the post-gates); {} without one.
+    interrupt: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def duration(self) -> float:

@@ -18,7 +18,9 @@ from runbooks.inventory import ClusterConfig, Inventory
 class Params(BaseModel):
     """Base of every runbook's parameters (`-e key=value` on the command line)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # defer_build: a run validates one runbook's parameters; building the validators of every
+    # registered runbook's when the registry imports them would cost every command ~15 ms.
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,49 @@ class Gate:
 
 #: A runbook's own Params class, for RunContext[P].
 P = TypeVar("P", bound=Params)
+
+
+@dataclass(frozen=True)
+class AppliesTo:
+    """The clusters a runbook works on, as a play's `hosts:` says where it runs: those of
+    `roles` (empty: any role) that set every field of `fields` (what declares the component
+    it works on, e.g. ("opensearch_url",)). A run without --limit takes these clusters and
+    leaves out the others, saying why; a cluster named in --limit must be one of them."""
+
+    what: str
+    roles: tuple[str, ...] = ()
+    fields: tuple[str, ...] = ()
+
+    def problems(self, cluster: ClusterConfig) -> list[tuple[str, str, str]]:
+        """Why `cluster` is not one of them, as (variable, expected, found); [] when it is."""
+        found: list[tuple[str, str, str]] = []
+        if self.roles and cluster.role not in self.roles:
+            found.append(("wk_role", " or ".join(self.roles), cluster.role))
+        for name in self.fields:
+            if getattr(cluster, name) in (None, "", (), {}):
+                found.append((f"wk_{name}", "a value", "nothing"))
+        return found
+
+    def reason(self, cluster: ClusterConfig) -> str:
+        """Why `cluster` is left out, for people ("k8s-01: workload cluster, no receivers");
+        '' when it is one of them."""
+        problems = self.problems(cluster)
+        if not problems:
+            return ""
+        if problems[0][0] == "wk_role":
+            return f"{cluster.role} cluster, no {self.what}"
+        return f"no {self.what}: {', '.join(v for v, _, _ in problems)} not set"
+
+    def describe(self) -> str:
+        """What the runbook applies to, e.g. 'clusters with receivers (wk_role observability)'."""
+        needs = ([f"wk_role {' or '.join(self.roles)}"] if self.roles else []) + [
+            f"wk_{name}" for name in self.fields]
+        return f"clusters with {self.what} ({', '.join(needs)})"
+
+
+#: The workload clusters' Prometheus Agents; the observability clusters' Thanos receivers.
+AGENTS = AppliesTo("Prometheus Agent", roles=("workload",))
+RECEIVERS = AppliesTo("receivers", roles=("observability",))
 
 
 @dataclass(frozen=True)
@@ -70,7 +115,9 @@ class Runbook:
     Params: ClassVar[type[Params]] = Params
     changes: ClassVar[str] = "nothing (read-only)"
     rollback: ClassVar[str] = "none needed (read-only)"
-    #: ClusterConfig fields every selected cluster must set, e.g. ("agent_url",)
+    #: The clusters it works on (None: every cluster); see AppliesTo.
+    applies_to: ClassVar[AppliesTo | None] = None
+    #: ClusterConfig fields every cluster it runs on must set, e.g. ("agent_url",)
     requires: ClassVar[tuple[str, ...]] = ()
     pre_gates: ClassVar[Sequence[Gate]] = ()
     post_gates: ClassVar[Sequence[Gate]] = ()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -17,6 +18,7 @@ _STATUS_MARK = {
 }
 
 
+@functools.cache
 def _env() -> Environment:
     env = Environment(
         loader=PackageLoader("runbooks", "templates"),
@@ -27,6 +29,12 @@ def _env() -> Environment:
     env.filters["mark"] = lambda s: _STATUS_MARK.get(s, s)
     env.filters["cell"] = lambda s: str(s).replace("|", "\\|").replace("\n", " ")
     return env
+
+
+def load_templates() -> None:
+    """Compile the report templates now (a run does it while its playbook runs)."""
+    for name in ("report.md.j2", "report.html.j2"):
+        _env().get_template(name)
 
 
 def problems(journal: Journal) -> list[tuple[Step, str]]:
@@ -78,8 +86,8 @@ def render_json(journal: Journal) -> str:
         "runbook": journal.runbook, "run_id": journal.run_id, "status": journal.status,
         "exit_code": journal.exit_code, "started": journal.started.isoformat(),
         "duration": journal.duration, "clusters": dict(journal.clusters),
-        "worst_check": worst, "summary": summary, "checks": check_rows(journal),
-        "message": journal.message,
+        "left_out": dict(journal.left_out), "worst_check": worst, "summary": summary,
+        "checks": check_rows(journal), "message": journal.message,
     }, indent=2)
 
 
@@ -123,6 +131,8 @@ def render_junit(journal: Journal) -> str:
         else:
             case(classname, f"{step.phase}: {step.name}", step.duration, step.status,
                  step.message)
+    for name, why in journal.left_out.items():
+        case(f"{journal.runbook}.{name}", "left out", 0.0, "skipped", why)
     if not journal.steps:
         case(f"{journal.runbook}.-", "run", journal.duration,
              "ok" if journal.status == "successful" else "failed", journal.message)

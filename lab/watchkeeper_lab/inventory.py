@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from watchkeeper_lab import topology
+from watchkeeper_lab import build, topology
 from watchkeeper_lab.platform import NAMESPACES, OBSERVABILITY
 from watchkeeper_lab.topology import Addresses
 
@@ -43,6 +43,11 @@ def write_lab_inventory(directory: Path, a: Addresses, versions: dict[str, str],
             'rate(process_cpu_seconds_total{cluster="{cluster}",job="{name}"}[1m])',
         "wk_rto_target_seconds": 300,
         "wk_rpo_target_seconds": 600,
+        # verify-backups starts these where watchkeeper runs, on restored backups: the lab's
+        # Thanos build and Debian's Prometheus (both built or found by `lab up` already).
+        "wk_thanos_binary": str(build.ensure(build.load_specs()["thanos"], lambda line: None)),
+        "wk_prometheus_binary": str(build.ensure(build.load_specs()["prometheus"],
+                                                 lambda line: None)),
     }
     if kubeconfig is not None:
         common["wk_kubeconfig"] = str(kubeconfig)

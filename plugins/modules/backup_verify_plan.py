@@ -10,8 +10,10 @@ short_description: Find the newest complete backup of each kind a cluster declar
 description:
   - Read-only. For each backup kind (C(tsdb), C(bucket), C(opensearch)) decides C(verify)
     (the newest complete backup, and what restoring it takes), C(skipped) (the inventory does
-    not declare the kind, or a program the check needs is absent, with the reason) or
-    C(failed) (declared but no complete backup exists, or the store cannot be read).
+    not declare the kind, or the user skipped it by name, with the reason) or
+    C(failed) (declared but no complete backup exists, the store cannot be read, or a program
+    the check needs is absent). A declared kind the user skips by name (I(skip)) is
+    C(skipped), saying so.
   - C(tsdb) - the newest backup of backup-tsdb with a manifest under C(PREFIX/CLUSTER/).
   - C(bucket) - backup-bucket's complete block copies (with meta.json); the restore takes those
     overlapping the I(bucket_window_hours) before the newest block's maxTime.
@@ -32,6 +34,11 @@ options:
     description: Per undeclared kind, the variables that would declare it.
     type: dict
     default: {}
+  skip:
+    description: Kinds the user asked not to verify (C(-e skip=bucket)); skipped, saying so.
+    type: list
+    elements: str
+    default: []
   s3_endpoint:
     description: S3 endpoint URL.
     type: str
@@ -62,11 +69,11 @@ options:
     type: float
     default: 6
   thanos_binary:
-    description: The thanos program (empty - absent; the bucket kind is then skipped).
+    description: The thanos program (empty - absent; a declared bucket kind then fails).
     type: str
     default: ""
   prometheus_binary:
-    description: The prometheus program (empty - absent; the tsdb kind is then skipped).
+    description: The prometheus program (empty - absent; a declared tsdb kind then fails).
     type: str
     default: ""
   opensearch_url:
@@ -134,6 +141,7 @@ ARGUMENT_SPEC = dict(
     cluster=dict(type="str", required=True),
     declared=dict(type="list", elements="str", default=[]),
     undeclared_reasons=dict(type="dict", default={}),
+    skip=dict(type="list", elements="str", default=[]),
     backups_bucket=dict(type="str", default=""),
     tsdb_prefix=dict(type="str", default="prometheus-tsdb"),
     bucket_prefix=dict(type="str", default="thanos-blocks/"),
@@ -167,8 +175,12 @@ def plan_tsdb(client, p):
                       "run backup-tsdb (or fix -e tsdb_prefix)")
     manifest = read_manifest(client, bucket, base + name + "/") or {}
     if not p["prometheus_binary"]:
-        return skipped("backup s3://%s/%s%s/ found, but no prometheus program to start on it"
-                       % (bucket, base, name), "install prometheus or pass -e prometheus_binary")
+        return failed("backup s3://%s/%s%s/ found, but it cannot be verified: no prometheus"
+                      " program to start on it (no wk_prometheus_binary, no -e"
+                      " prometheus_binary, none at /usr/bin/prometheus or on PATH)"
+                      % (bucket, base, name),
+                      "set wk_prometheus_binary in the inventory (or -e prometheus_binary=PATH),"
+                      " or skip the kind by name: -e skip=tsdb")
     return {"status": "verify", "backup": name, "location": "s3://%s/%s%s/" % (bucket, base, name),
             "taken": manifest.get("timestamp") or name, "blocks": len(manifest.get("blocks") or []),
             "min_time": manifest.get("min_time"), "max_time": manifest.get("max_time"),
@@ -191,14 +203,17 @@ def plan_bucket(client, p):
                  for u in complete[-NEWEST_METAS:])
     start = newest - int(p["bucket_window_hours"] * 3600 * 1000)
     if not p["thanos_binary"]:
-        return skipped("%d complete block copies in s3://%s/%s, but no thanos program to serve"
-                       " them" % (len(complete), bucket, prefix),
-                       "pass -e thanos_binary=PATH or put thanos on PATH")
+        return failed("%d complete block copies in s3://%s/%s, but they cannot be verified: no"
+                      " thanos program to serve them (no wk_thanos_binary, no -e thanos_binary,"
+                      " no thanos on PATH)" % (len(complete), bucket, prefix),
+                      "set wk_thanos_binary in the inventory (or -e thanos_binary=PATH), or skip"
+                      " the kind by name: -e skip=bucket")
     return {"status": "verify", "min_time_ms": start, "newest_max_time": newest,
             "evidence": "would restore the block copies of s3://%s/%s overlapping %s .. %s (of %d"
                         " complete) into a scratch prefix, serve them with thanos store + query"
-                        " and check series and time range" % (
-                            bucket, prefix, iso(start), iso(newest), len(complete))}
+                        " (%s) and check series and time range" % (
+                            bucket, prefix, iso(start), iso(newest), len(complete),
+                            p["thanos_binary"])}
 
 
 def plan_opensearch(p):
@@ -232,6 +247,10 @@ def plan_all(p, connect_s3):
         if kind not in p["declared"]:
             kinds[kind] = skipped("not declared by the inventory",
                                   (p["undeclared_reasons"] or {}).get(kind, ""))
+            continue
+        if kind in (p.get("skip") or []):
+            kinds[kind] = skipped("declared by the inventory, skipped by name (-e skip=%s):"
+                                  " not verified" % kind)
             continue
         try:
             if kind == "tsdb":

@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import Field
 
 from runbooks.gates import require_workload
-from runbooks.model import Params, Runbook, RunContext
+from runbooks.model import AGENTS, Params, Runbook, RunContext
 
 
 class AgentHealthParams(Params):
@@ -34,6 +34,7 @@ class AgentHealth(Runbook):
                " growth, log errors classified (4xx, 5xx, refused, DNS, out of order/bounds)")
     playbook = "agent-health.yml"
     Params = AgentHealthParams
+    applies_to = AGENTS
     requires = ("kube_context",)
 
     def validate(self, ctx: RunContext) -> None:

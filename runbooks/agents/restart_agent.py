@@ -24,7 +24,7 @@ from runbooks import platform
 from runbooks.clients import kube_api
 from runbooks.gates import delivering, require_workload
 from runbooks.inventory import ClusterConfig
-from runbooks.model import Gate, GateResult, Params, Runbook, RunContext
+from runbooks.model import AGENTS, Gate, GateResult, Params, Runbook, RunContext
 
 STATEFULSET = "prometheus-agent"
 
@@ -73,6 +73,7 @@ class RestartAgent(Runbook):
     changes = ("deletes the agent pod of each selected workload cluster; its StatefulSet"
                " recreates it with the current configuration")
     rollback = ("none: a restart cannot be undone; samples not sent before it are not resent")
+    applies_to = AGENTS
     requires = ("kube_context",)
     pre_gates = (Gate("agent recreatable", "the StatefulSet recreates the pod and keeps its"
                       " WAL on a claim", recreatable),)

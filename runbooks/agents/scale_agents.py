@@ -64,7 +64,7 @@ from runbooks.clients import kube_api
 from runbooks.errors import PreconditionFailed
 from runbooks.gates import require_workload
 from runbooks.inventory import ClusterConfig
-from runbooks.model import Gate, GateResult, Params, Runbook, RunContext
+from runbooks.model import AGENTS, Gate, GateResult, Params, Runbook, RunContext
 
 MAX_SHARDS = 16
 #: Every shard's pods carry the agent's name label (the shard StatefulSets copy it).
@@ -248,6 +248,7 @@ class ScaleAgents(Runbook):
                 " removes created ones; a failed post-gate scales back to the start count by"
                 " the same procedure; claims of removed shards are kept")
     rollback_playbook = "scale-agents-rollback.yml"
+    applies_to = AGENTS
     requires = ("kube_context",)
     pre_gates = (Gate("agent baseline", "Ready, delivering; Query's series per job recorded",
                       baseline),)

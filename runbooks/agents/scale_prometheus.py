@@ -36,7 +36,7 @@ from runbooks import platform
 from runbooks.clients import kube_api
 from runbooks.errors import PreconditionFailed
 from runbooks.inventory import ClusterConfig
-from runbooks.model import Gate, GateResult, Params, Runbook, RunContext
+from runbooks.model import AppliesTo, Gate, GateResult, Params, Runbook, RunContext
 
 MAX_REPLICAS = 10
 #: A replica delivers when Query has a sample of it newer than this (seconds).
@@ -188,7 +188,8 @@ class ScalePrometheus(Runbook):
                 " queue has drained (else it stays and the rollback fails, nothing dropped);"
                 " claims of removed replicas are kept")
     rollback_playbook = "scale-prometheus-rollback.yml"
-    requires = ("kube_context", "prometheus_statefulset")
+    applies_to = AppliesTo("Prometheus HA set", fields=("prometheus_statefulset",))
+    requires = ("kube_context",)
     pre_gates = (Gate("HA baseline", "replicas Ready; Query deduplicates on the replica label;"
                       " series per job recorded", ha_baseline),)
     post_gates = (Gate("replicas in Query", "fresh series from exactly the wanted replicas",

@@ -24,7 +24,7 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from runbooks.backup import bucket_checks as checks
-from runbooks.model import Params, Runbook, RunContext
+from runbooks.model import AppliesTo, Params, Runbook, RunContext
 
 
 class BackupBucketParams(Params):
@@ -56,6 +56,7 @@ class BackupBucket(Runbook):
                " skip those already there, verify meta.json, index, chunks/ and sizes")
     mutating = True
     playbook = "backup-bucket.yml"
+    applies_to = AppliesTo("receivers' bucket", roles=("observability",))
     Params = BackupBucketParams
     changes = ("creates block copies under target_prefix in wk_s3_bucket_backups (redoes"
                " unfinished ones; with repair=true replaces copies that differ); never deletes"

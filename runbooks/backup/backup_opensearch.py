@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from runbooks.backup import opensearch_checks as checks
-from runbooks.model import Params, Runbook, RunContext
+from runbooks.model import AppliesTo, Params, Runbook, RunContext
 
 
 def as_list(value: Any) -> Any:
@@ -94,7 +94,7 @@ class BackupOpenSearch(Runbook):
     mutating = True
     playbook = "backup-opensearch.yml"
     Params = BackupOpenSearchParams
-    requires = ("opensearch_url",)
+    applies_to = AppliesTo("OpenSearch", fields=("opensearch_url",))
     changes = ("registers the snapshot repository if missing; writes the snapshot's manifest"
                " (document counts) into the index watchkeeper-snapshots; creates one snapshot;"
                " deletes this runbook's snapshots (and manifests) beyond the retention limits")

@@ -26,13 +26,9 @@ def prefix_problem(value: str, field: str) -> str | None:
 
 
 def observability(clusters: tuple[ClusterConfig, ...], runbook: str) -> list[ClusterConfig]:
-    """The selected observability clusters (where the receivers' bucket is declared)."""
-    chosen = [c for c in clusters if c.role == "observability"]
-    if not chosen:
-        raise PreconditionFailed(
-            f"{runbook} works on the receivers' bucket, declared on observability clusters;"
-            " none is selected (use --limit with a cluster whose wk_role is observability)")
-    return chosen
+    """The selected observability clusters (where the receivers' bucket is declared; the
+    framework selects only those: the runbooks' applies_to)."""
+    return [c for c in clusters if c.role == "observability"]
 
 
 def require_buckets(cluster: ClusterConfig, inventory: str) -> None:

@@ -15,7 +15,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from runbooks.backup import opensearch_checks as checks
-from runbooks.model import Params, Runbook, RunContext
+from runbooks.model import AppliesTo, Params, Runbook, RunContext
 
 _DIRECTIVE = re.compile(r"%(.)")
 _SUPPORTED = set("Ymdjy" + "H")
@@ -56,7 +56,7 @@ class CleanupLogIndices(Runbook):
     mutating = True
     playbook = "cleanup-log-indices.yml"
     Params = CleanupLogIndicesParams
-    requires = ("opensearch_url",)
+    applies_to = AppliesTo("OpenSearch", fields=("opensearch_url",))
     changes = "deletes the matching indices older than older_than_days (by exact name)"
     rollback = ("none: deleted indices come back only from a snapshot (restore-opensearch);"
                 " run with --check first")

@@ -25,7 +25,7 @@ from typing import Any
 from pydantic import Field, field_validator, model_validator
 
 from runbooks.backup import bucket_checks as checks
-from runbooks.model import Params, Runbook, RunContext
+from runbooks.model import AppliesTo, Params, Runbook, RunContext
 
 
 def _ms(value: datetime | None) -> int | None:
@@ -78,6 +78,7 @@ class RestoreBucket(Runbook):
                " bucket or a scratch prefix, meta.json last, sizes verified")
     mutating = True
     playbook = "restore-bucket.yml"
+    applies_to = AppliesTo("receivers' bucket", roles=("observability",))
     Params = RestoreBucketParams
     changes = ("creates block copies under target_prefix in target_bucket (default"
                " wk_s3_bucket_blocks); replaces differing blocks there only with overwrite=true")

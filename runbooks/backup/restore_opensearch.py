@@ -19,7 +19,7 @@ from pydantic import Field, ValidationInfo, field_validator
 
 from runbooks.backup import opensearch_checks as checks
 from runbooks.backup.backup_opensearch import as_list
-from runbooks.model import Params, Runbook, RunContext
+from runbooks.model import AppliesTo, Params, Runbook, RunContext
 
 
 class RestoreOpenSearchParams(Params):
@@ -85,7 +85,7 @@ class RestoreOpenSearch(Runbook):
     mutating = True
     playbook = "restore-opensearch.yml"
     Params = RestoreOpenSearchParams
-    requires = ("opensearch_url",)
+    applies_to = AppliesTo("OpenSearch", fields=("opensearch_url",))
     changes = ("creates the restored (renamed) indices and, for the count comparison, a"
                " temporary wk-manifest-* index it deletes; never writes a live or existing index")
     rollback = ("none: the restored indices stay for inspection; delete them when done"

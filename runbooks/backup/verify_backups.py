@@ -13,7 +13,10 @@ Per cluster, for each kind the inventory declares (the others are `skipped`):
 4. everything scratch is deleted (also after a failure); each kind becomes a check (ok with
    the evidence, fail with the reason, skipped), and each verified kind advances
    `watchkeeper_backup_last_verified_timestamp_seconds{kind,cluster}` in the textfile-collector
-   directory (and the Pushgateway). A declared kind without any backup fails.
+   directory (and the Pushgateway). A declared kind without any backup fails; so does one
+   that cannot be verified (no prometheus / thanos program: wk_prometheus_binary,
+   wk_thanos_binary, -e prometheus_binary / thanos_binary), unless skipped by name
+   (`-e skip=bucket`).
 Check mode says what it would restore and check, and changes nothing.
 """
 
@@ -24,12 +27,13 @@ import re
 import shutil
 import tempfile
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
 from runbooks.collection import state_dir
 from runbooks.errors import PreconditionFailed
+from runbooks.inventory import ClusterConfig
 from runbooks.model import Params, Runbook, RunContext
 
 #: Where Debian installs Prometheus (the lab's and our CI's).
@@ -52,16 +56,26 @@ class VerifyBackupsParams(Params):
         "wk-verify-scratch/", description="scratch prefix in wk_s3_bucket_backups for the"
         " restored blocks (each run uses a prefix of its own under it, deleted at the end)")
     prometheus_binary: str = Field(
-        "", description="the prometheus program (default: /usr/bin/prometheus, else PATH);"
-        " absent: the tsdb check is skipped")
+        "", description="the prometheus program, over the inventory's wk_prometheus_binary"
+        " (default: /usr/bin/prometheus, else PATH); absent: a declared tsdb kind fails")
     thanos_binary: str = Field(
-        "", description="the thanos program (default: thanos on PATH); absent: the bucket"
-        " check is skipped, saying so")
+        "", description="the thanos program, over the inventory's wk_thanos_binary (default:"
+        " thanos on PATH); absent: a declared bucket kind fails")
+    skip: tuple[Literal["tsdb", "bucket", "opensearch"], ...] = Field(
+        (), description="kinds not to verify, by name, comma separated (e.g. -e skip=bucket);"
+        " a declared kind that cannot be verified otherwise fails the run")
     textfile_dir: str = Field(
         "", description="textfile-collector directory for the verification metrics (default:"
         " $WATCHKEEPER_TEXTFILE_DIR, else the state directory's metrics/)")
     pushgateway: str = Field(
         "", description="Pushgateway URL (default: $WATCHKEEPER_PUSHGATEWAY; empty: no push)")
+
+    @field_validator("skip", mode="before")
+    @classmethod
+    def _skip(cls, value: Any) -> Any:
+        if isinstance(value, str):  # -e skip=bucket,tsdb
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
 
     @field_validator("tsdb_prefix")
     @classmethod
@@ -123,10 +137,21 @@ class VerifyBackups(Runbook):
     def validate(self, ctx: RunContext) -> None:
         params = ctx.params
         assert isinstance(params, VerifyBackupsParams)
-        for value, field in ((params.prometheus_binary, "prometheus_binary"),
-                             (params.thanos_binary, "thanos_binary")):
-            if value and not os.access(value, os.X_OK):
-                raise PreconditionFailed(f"-e {field}={value}: not an executable program")
+        for kind, field in (("tsdb", "prometheus_binary"), ("bucket", "thanos_binary")):
+            if kind in params.skip:
+                continue
+            value = getattr(params, field)
+            if value:
+                if not os.access(value, os.X_OK):
+                    raise PreconditionFailed(f"-e {field}={value}: not an executable program")
+                continue
+            for cluster in ctx.clusters:
+                value = getattr(cluster, field)
+                if value and not os.access(value, os.X_OK):
+                    raise PreconditionFailed(
+                        f"{cluster.name}: wk_{field} {value}: not an executable program (fix"
+                        f" it in {ctx.inventory.path}, override it with -e {field}=PATH, or"
+                        f" -e skip={kind})")
         scratch = self.scratch_root(params)
         parent = next((p for p in [scratch, *self._parents(scratch)] if os.path.exists(p)),
                       "/")
@@ -143,6 +168,16 @@ class VerifyBackups(Runbook):
         return out
 
     @staticmethod
+    def programs(params: VerifyBackupsParams, cluster: ClusterConfig) -> dict[str, str]:
+        """The programs the checks start for `cluster`: -e, else the inventory, else the
+        default place or PATH ('' when there is none: a declared kind then fails)."""
+        return {
+            "prometheus": program(params.prometheus_binary or cluster.prometheus_binary,
+                                  "prometheus", DEFAULT_PROMETHEUS),
+            "thanos": program(params.thanos_binary or cluster.thanos_binary, "thanos"),
+        }
+
+    @staticmethod
     def scratch_root(params: VerifyBackupsParams) -> str:
         return params.scratch_dir or os.path.join(tempfile.gettempdir(), "watchkeeper-verify")
 
@@ -156,9 +191,8 @@ class VerifyBackups(Runbook):
             "bucket_window_hours": params.bucket_window_hours,
             "repository": params.repository, "scratch_dir": self.scratch_root(params),
             "scratch_prefix": params.scratch_prefix,
-            "prometheus_binary": program(params.prometheus_binary, "prometheus",
-                                         DEFAULT_PROMETHEUS),
-            "thanos_binary": program(params.thanos_binary, "thanos"),
+            "wk_verify_programs": {c.name: self.programs(params, c) for c in ctx.clusters},
+            "wk_verify_skip": list(params.skip),
             "wk_verify_textfile_dir": textfiles,
             "wk_verify_pushgateway": params.pushgateway
             or os.environ.get("WATCHKEEPER_PUSHGATEWAY", ""),

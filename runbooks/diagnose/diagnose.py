@@ -24,9 +24,8 @@ from typing import Any
 
 from pydantic import Field
 
-from runbooks.errors import PreconditionFailed
 from runbooks.gates import require_workload
-from runbooks.model import Params, Runbook, RunContext
+from runbooks.model import AGENTS, RECEIVERS, Params, Runbook, RunContext
 
 
 class RemoteWriteParams(Params):
@@ -40,6 +39,7 @@ class DiagnoseRemoteWrite(Runbook):
                " config not loaded, refused, DNS, TLS, 4xx, 5xx, lag, shards at max")
     playbook = "diagnose-remote-write.yml"
     Params = RemoteWriteParams
+    applies_to = AGENTS
     requires = ("kube_context",)
 
     def validate(self, ctx: RunContext) -> None:
@@ -62,12 +62,7 @@ class DiagnoseReceiverConnectivity(Runbook):
                " between receivers; most likely cause first")
     playbook = "diagnose-receiver-connectivity.yml"
     Params = ConnectivityParams
-
-    def validate(self, ctx: RunContext) -> None:
-        if not any(c.role == "observability" for c in ctx.clusters):
-            raise PreconditionFailed(
-                "receivers live on observability clusters; none is selected (use --limit with"
-                " a cluster whose wk_role is observability)")
+    applies_to = RECEIVERS
 
 
 class MissingMetricsParams(Params):
@@ -83,12 +78,8 @@ class DiagnoseMissingMetrics(Runbook):
                " cluster and job are missing, since when, and why")
     playbook = "diagnose-missing-metrics.yml"
     Params = MissingMetricsParams
+    applies_to = AGENTS
     requires = ("query_url",)
-
-    def validate(self, ctx: RunContext) -> None:
-        if not any(c.role == "workload" for c in ctx.clusters):
-            raise PreconditionFailed(
-                f"{self.name} checks the jobs of workload clusters; none is selected")
 
 
 class DiagnoseNetwork(Runbook):

@@ -27,7 +27,7 @@ from pydantic import Field
 from runbooks import platform
 from runbooks.gates import delivering, require_workload
 from runbooks.inventory import ClusterConfig
-from runbooks.model import Gate, GateResult, Params, Runbook, RunContext
+from runbooks.model import AGENTS, Gate, GateResult, Params, Runbook, RunContext
 
 
 class RemoteWriteFailingParams(Params):
@@ -57,6 +57,7 @@ class RemoteWriteFailing(Runbook):
                " wk_receive_remote_write_url; deletes the agent pod (restart) when re-pointed,"
                " or when its configuration is not loaded or its queue is stuck")
     rollback = ("none: the ConfigMap diff is in the journal; a restart cannot be undone")
+    applies_to = AGENTS
     requires = ("kube_context", "receive_remote_write_url")
     post_gates = (Gate("agent delivering", "Ready, every queue's lag under"
                        " wk_threshold_remote_write_lag_seconds", delivering),)
@@ -98,6 +99,7 @@ class MetricsMissing(Runbook):
     Params = MetricsMissingParams
     changes = RemoteWriteFailing.changes + "; only for clusters whose agent does not deliver"
     rollback = RemoteWriteFailing.rollback
+    applies_to = AGENTS
     requires = ("kube_context", "query_url")
     post_gates = (Gate("jobs fresh", "every wk_expected_jobs job fresh and up in Query",
                        jobs_fresh),)

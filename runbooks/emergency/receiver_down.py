@@ -16,9 +16,8 @@ from typing import Any
 
 from pydantic import Field
 
-from runbooks.errors import PreconditionFailed
 from runbooks.gates import canary_after_change
-from runbooks.model import Gate, Params, Runbook, RunContext
+from runbooks.model import RECEIVERS, Gate, Params, Runbook, RunContext
 
 
 class ReceiverDownParams(Params):
@@ -43,15 +42,10 @@ class ReceiverDown(Runbook):
                " the hashring, when a receiver stays down")
     rollback = ("none: a restart cannot be undone and a ring without a dead receiver is the"
                 " remedy; `hashring` puts it back once it is Ready")
+    applies_to = RECEIVERS
     requires = ("kube_context", "query_url")
     post_gates = (Gate("canary", "a canary sample written after the remediation is in Query",
                        canary_after_change),)
-
-    def validate(self, ctx: RunContext) -> None:
-        if not any(c.role == "observability" for c in ctx.clusters):
-            raise PreconditionFailed(
-                "the receivers live on observability clusters; none is selected (use --limit"
-                " with a cluster whose wk_role is observability)")
 
     def extravars(self, ctx: RunContext) -> dict[str, Any]:
         return ctx.params.model_dump(mode="json")

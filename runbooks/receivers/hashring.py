@@ -22,7 +22,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from runbooks.errors import PreconditionFailed
-from runbooks.model import Params, Runbook, RunContext
+from runbooks.model import RECEIVERS, Params, Runbook, RunContext
 
 
 class HashringParams(Params):
@@ -47,16 +47,12 @@ class Hashring(Runbook):
                " repository (gitops mode), on observability clusters")
     rollback = ("inside the playbook: when convergence is not proven, the previous ring is"
                 " applied again and proven the same way")
+    applies_to = RECEIVERS
     requires = ("kube_context",)
 
     def validate(self, ctx: RunContext[HashringParams]) -> None:
-        observability = [c for c in ctx.clusters if c.role == "observability"]
-        if not observability:
-            raise PreconditionFailed(
-                "hashring changes the receivers' ring, which lives on observability clusters;"
-                " none is selected (use --limit with a cluster whose wk_role is observability)")
         params = ctx.params
-        for cluster in observability:
+        for cluster in ctx.clusters:  # observability clusters only (applies_to)
             mode = params.mode or cluster.hashring_mode
             if mode == "gitops" and not (cluster.git_url and cluster.hashring_git_path):
                 raise PreconditionFailed(

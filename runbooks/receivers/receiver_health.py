@@ -17,8 +17,7 @@ from typing import Any
 
 from pydantic import Field
 
-from runbooks.errors import PreconditionFailed
-from runbooks.model import Params, Runbook, RunContext
+from runbooks.model import RECEIVERS, Params, Runbook, RunContext
 
 
 class ReceiverHealthParams(Params):
@@ -36,13 +35,8 @@ class ReceiverHealth(Runbook):
                " that may fail before writes lose quorum, upload recency")
     playbook = "receiver-health.yml"
     Params = ReceiverHealthParams
+    applies_to = RECEIVERS
     requires = ("kube_context",)
-
-    def validate(self, ctx: RunContext) -> None:
-        if not any(c.role == "observability" for c in ctx.clusters):
-            raise PreconditionFailed(
-                "receiver-health reads the receivers, which run on observability clusters;"
-                " none is selected (use --limit with a cluster whose wk_role is observability)")
 
     def extravars(self, ctx: RunContext[ReceiverHealthParams]) -> dict[str, Any]:
         params = ctx.params

@@ -22,7 +22,7 @@ from pydantic import Field
 
 from runbooks.errors import PreconditionFailed
 from runbooks.gates import canary_after_change, ring_and_pods, steady_state
-from runbooks.model import Gate, Params, Runbook, RunContext
+from runbooks.model import RECEIVERS, Gate, Params, Runbook, RunContext
 
 
 class ScaleParams(Params):
@@ -56,6 +56,7 @@ class ScaleReceivers(Runbook):
     changes = ("the receive StatefulSet's replicas and the hashring (ConfigMap or GitOps"
                " commit); with release_pvcs, removed receivers' claims")
     rollback = "replicas and ring back to the start, in the safe order for the direction"
+    applies_to = RECEIVERS
     requires = ("kube_context", "query_url")
     pre_gates = (Gate("steady state", "receivers Ready and on the ring, no write errors,"
                       " agents' lag low", steady_state),)
@@ -65,13 +66,7 @@ class ScaleReceivers(Runbook):
 
     def validate(self, ctx: RunContext[ScaleParams]) -> None:
         params = ctx.params
-        selected = [c for c in ctx.clusters if c.role == "observability"]
-        if len(selected) != len(ctx.clusters):
-            others = ", ".join(c.name for c in ctx.clusters if c.role != "observability")
-            raise PreconditionFailed(
-                f"scale-receivers runs on observability clusters only; {others} is not one"
-                " (use --limit with the observability cluster)")
-        for cluster in selected:
+        for cluster in ctx.clusters:  # observability clusters only (applies_to)
             mode = params.mode or cluster.hashring_mode
             missing = [name for name, value in (
                 ("wk_git_url", cluster.git_url),

@@ -160,10 +160,12 @@ def backups(verify_lab: Lab, names: dict[str, str], s3: Any,
     return names
 
 
-def verify_args(names: dict[str, str], thanos: str, scratch: Path) -> list[str]:
+def verify_args(names: dict[str, str], scratch: Path) -> list[str]:
+    """No program paths: the lab inventory names its own builds (wk_thanos_binary,
+    wk_prometheus_binary), so every kind is verified with no extra flag."""
     return ["-e", f"tsdb_prefix={names['tsdb']}", "-e", f"bucket_prefix={names['bucket']}",
             "-e", f"repository={names['repository']}", "-e", f"scratch_prefix={names['scratch']}",
-            "-e", f"thanos_binary={thanos}", "-e", f"scratch_dir={scratch}"]
+            "-e", f"scratch_dir={scratch}"]
 
 
 def assert_no_scratch(s3: Any, bucket: str, opensearch: Any, names: dict[str, str],
@@ -181,7 +183,7 @@ def test_check_mode_says_what_it_would_restore_and_records_nothing(
         bucket: str, opensearch: Any) -> None:
     textfiles, scratch = tmp_path / "textfiles", tmp_path / "scratch"
     result, journal = run(verify_lab, tmp_path, "verify-backups", "--check",
-                          *verify_args(backups, thanos, scratch),
+                          *verify_args(backups, scratch),
                           env={"WATCHKEEPER_TEXTFILE_DIR": str(textfiles)})
     assert result.returncode == 0, journal.get("message")
     found = checks(journal)
@@ -200,7 +202,7 @@ def test_every_kind_verified_with_evidence_and_metric(
     textfiles, scratch = tmp_path / "textfiles", tmp_path / "scratch"
     started = time.time()
     result, journal = run(verify_lab, tmp_path, "verify-backups",
-                          *verify_args(backups, thanos, scratch),
+                          *verify_args(backups, scratch),
                           env={"WATCHKEEPER_TEXTFILE_DIR": str(textfiles)})
     assert result.returncode == 0, journal.get("message")
     found = checks(journal)
@@ -239,7 +241,7 @@ def test_corrupt_tsdb_backup_fails_naming_the_file_and_keeps_the_metric(
         bucket: str, opensearch: Any) -> None:
     textfiles, scratch = tmp_path / "textfiles", tmp_path / "scratch"
     env = {"WATCHKEEPER_TEXTFILE_DIR": str(textfiles)}
-    args = verify_args(backups, thanos, scratch)
+    args = verify_args(backups, scratch)
     result, journal = run(verify_lab, tmp_path, "verify-backups", *args, env=env)
     assert result.returncode == 0, journal.get("message")
     before = verified(textfiles)

@@ -99,7 +99,14 @@ def test_remove_scratch_dir_refuses_outside_the_root(tmp_path: Path) -> None:
 @pytest.mark.parametrize("params", [
     {"scratch_prefix": ""}, {"scratch_prefix": "no-slash"}, {"bucket_prefix": "/abs/"},
     {"tsdb_prefix": "../up"}, {"scratch_dir": "relative"}, {"repository": "Upper"},
-    {"bucket_window_hours": 0}])
+    {"bucket_window_hours": 0}, {"skip": "bucket,logs"}])
 def test_bad_parameters_are_refused(params: dict[str, object]) -> None:
     with pytest.raises(ValidationError):
         VerifyBackupsParams.model_validate(params)
+
+
+@pytest.mark.parametrize(("given", "kinds"), [
+    ("bucket", ("bucket",)), ("bucket, tsdb", ("bucket", "tsdb")), (["opensearch"],
+                                                                    ("opensearch",)), ("", ())])
+def test_kinds_are_skipped_by_name(given: object, kinds: tuple[str, ...]) -> None:
+    assert VerifyBackupsParams.model_validate({"skip": given}).skip == kinds
