@@ -24,6 +24,8 @@ import subprocess
 import time
 from datetime import datetime, timezone
 
+from ansible_collections.watchkeeper.platform.plugins.module_utils.failure import ModuleFailure
+
 KINDS = ("tsdb", "bucket", "opensearch")
 #: PromQL for "every series": a selector must match at least one non-empty label.
 EVERY_SERIES = '{__name__=~".+"}'
@@ -36,19 +38,8 @@ METRIC_PREFIX = "watchkeeper_backup"
 SCRATCH_INDEX_PREFIX = "wk-verify-"
 
 
-class VerifyFailure(Exception):
-    """A verification that failed, with what to do next. Modules turn it into fail_json."""
-
-    def __init__(self, message, hint="", **details):
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
-        self.details = details
-
-    def result(self):
-        out = dict(self.details)
-        out["msg"] = self.message + (" (%s)" % self.hint if self.hint else "")
-        return out
+class VerifyFailure(ModuleFailure):
+    """A verification that failed."""
 
 
 # --------------------------------------------------------------------------- pure logic

@@ -25,6 +25,8 @@ import threading
 import time
 from datetime import datetime, timezone
 
+from ansible_collections.watchkeeper.platform.plugins.module_utils.failure import ModuleFailure
+
 MANIFEST = "manifest.json"
 FORMAT = 1
 #: TIMESTAMP component of a backup prefix (UTC, sorts as it reads).
@@ -38,20 +40,8 @@ CONCURRENCY = 10
 MAX_PROGRESS_SAMPLES = 60
 
 
-class BackupFailure(Exception):
-    """A failed backup or restore operation, with what to do next. Modules turn it into
-    fail_json; `details` go into the result."""
-
-    def __init__(self, message, hint="", **details):
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
-        self.details = details
-
-    def result(self):
-        out = dict(self.details)
-        out["msg"] = self.message + (" (%s)" % self.hint if self.hint else "")
-        return out
+class BackupFailure(ModuleFailure):
+    """A failed backup or restore operation."""
 
 
 # --------------------------------------------------------------------------- pure logic

@@ -18,6 +18,8 @@ import json
 import re
 import time
 
+from ansible_collections.watchkeeper.platform.plugins.module_utils.failure import ModuleFailure
+
 META = "meta.json"
 INDEX = "index"
 CHUNKS = "chunks/"
@@ -35,20 +37,8 @@ COPY_SPEC = dict(
 MAX_PROGRESS_SAMPLES = 120
 
 
-class BucketFailure(Exception):
-    """A failed S3 operation or a refused copy, with what to do next. Modules turn it into
-    fail_json."""
-
-    def __init__(self, message, hint="", **details):
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
-        self.details = details
-
-    def result(self):
-        out = dict(self.details)
-        out["msg"] = self.message + (" (%s)" % self.hint if self.hint else "")
-        return out
+class BucketFailure(ModuleFailure):
+    """A failed S3 operation or a refused copy."""
 
 
 # --------------------------------------------------------------------------- S3 calls
