@@ -23,6 +23,10 @@ from pydantic import ValidationError
 from runbooks.collection import playbook_path, state_dir
 from runbooks.engine import PlaybookOutcome, PlaybookRun, run_playbook
 from runbooks.errors import (
+    EXIT_FAILED,
+    EXIT_GATE,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
     InventoryError,
     LockedError,
     PreconditionFailed,
@@ -48,7 +52,6 @@ log = logging.getLogger(__name__)
 
 #: Seconds a rollback playbook may take, whatever --timeout the run had.
 ROLLBACK_TIMEOUT = 1800
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_GATE, EXIT_LOCKED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 
 
 @dataclass(frozen=True)
