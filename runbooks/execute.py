@@ -34,7 +34,7 @@ from runbooks.errors import (
     UsageError,
     WatchkeeperError,
 )
-from runbooks.inventory import ClusterConfig, Inventory, load_inventory
+from runbooks.inventory import ClusterConfig, Inventory, inventory_defaults, load_inventory
 from runbooks.journal import (
     Check,
     Journal,
@@ -350,6 +350,7 @@ def _run_locked(
     extravars = {
         "wk_run_id": ctx.run_id,
         "wk_check_mode": options.check,
+        "wk_defaults": inventory_defaults(),
         **runbook().extravars(ctx),
     }
 

@@ -24,7 +24,7 @@ from ansible_collections.watchkeeper.platform.plugins.module_utils.promtext impo
 ARGUMENT_SPEC = dict(
     kube.CONNECTION_SPEC,
     statefulset=dict(type="str", default="thanos-receive"),
-    configmap=dict(type="str", default="thanos-receive-hashring"),
+    configmap=dict(type="str", required=True),
     key=dict(type="str", default="hashrings.json"),
     members=dict(type="list", elements="str"),
     endpoint_template=dict(type="str",

@@ -32,7 +32,7 @@ options:
   shards: {description: The number of shards wanted., type: int, required: true}
   shard_pod_annotations: {description: "Pod annotations per shard number (a string key), e.g. an address plan.", type: dict, default: {}}
   http_port: {description: The agents' HTTP port., type: int, default: 9090}
-  ready_timeout: {description: Seconds for a shard to be Ready and scraping., type: float, default: 300}
+  ready_timeout: {description: Seconds for a shard to be Ready and scraping (the runbook's ready_timeout param)., type: float, required: true}
   drain_timeout: {description: Seconds for a surplus shard's queue to drain before it goes., type: float, default: 300}
   timeout: {description: Seconds per request., type: float, default: 10}
 author: watchkeeper maintainers
@@ -72,7 +72,7 @@ ARGUMENT_SPEC = dict(
     shards=dict(type="int", required=True),
     shard_pod_annotations=dict(type="dict", default={}),
     http_port=dict(type="int", default=9090),
-    ready_timeout=dict(type="float", default=300.0),
+    ready_timeout=dict(type="float", required=True),
     drain_timeout=dict(type="float", default=300.0),
     timeout=dict(type="float", default=10.0),
 )

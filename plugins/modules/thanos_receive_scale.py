@@ -19,7 +19,7 @@ description:
   - Takes every option of thanos_hashring for the ring changes.
 options:
   replicas: {description: Target replicas., type: int, required: true}
-  ready_timeout: {description: Seconds for new pods to be Ready., type: float, default: 300}
+  ready_timeout: {description: Seconds for new pods to be Ready (the runbook's ready_timeout param)., type: float, required: true}
   gone_timeout: {description: Seconds for a removed pod to finish its shutdown., type: float, default: 960}
   upload_timeout: {description: Seconds to wait for the removed receiver's final block., type: float, default: 300}
   verify_upload: {description: Require the final block in the bucket after a removal., type: bool, default: true}
@@ -58,7 +58,7 @@ from ansible_collections.watchkeeper.platform.plugins.module_utils.promtext impo
 ARGUMENT_SPEC = dict(
     hashring_apply.ARGUMENT_SPEC,
     replicas=dict(type="int", required=True),
-    ready_timeout=dict(type="float", default=300.0),
+    ready_timeout=dict(type="float", required=True),
     gone_timeout=dict(type="float", default=960.0),
     upload_timeout=dict(type="float", default=300.0),
     verify_upload=dict(type="bool", default=True),
