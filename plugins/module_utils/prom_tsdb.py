@@ -111,7 +111,7 @@ def snapshot(url, skip_head=False, timeout=600.0):
         url.rstrip("/"), "true" if skip_head else "false")
     request = urllib.request.Request(endpoint, data=b"", method="POST")
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             answer = json.loads(response.read().decode())
     except urllib.error.HTTPError as exc:
         body = exc.read().decode("utf-8", "replace")[:300]

@@ -55,7 +55,8 @@ def reason(exc):
     from botocore import exceptions as bx
 
     if isinstance(exc, bx.NoCredentialsError):
-        return "no credentials", "set wk_s3_access_key and wk_s3_secret_key ({env: NAME} references)"
+        return "no credentials", ("set wk_s3_access_key and wk_s3_secret_key ({env: NAME}"
+                                  " references)")
     if isinstance(exc, (bx.EndpointConnectionError, bx.ConnectTimeoutError)):
         return "cannot connect (%s)" % exc, "check wk_s3_endpoint and that the S3 service is up"
     code = error_code(exc)
@@ -197,9 +198,7 @@ def overlaps(meta, start_ms=None, end_ms=None):
     """Does the block's [minTime, maxTime) overlap [start_ms, end_ms]? (None: unbounded.)"""
     if start_ms is not None and int(meta["maxTime"]) <= start_ms:
         return False
-    if end_ms is not None and int(meta["minTime"]) > end_ms:
-        return False
-    return True
+    return end_ms is None or int(meta["minTime"]) <= end_ms
 
 
 def human_bytes(value):

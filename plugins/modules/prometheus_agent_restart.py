@@ -153,7 +153,7 @@ def restart(client, params, check_mode):
     if dropped:
         checks[0]["evidence"] += ("; the old process dropped %d queued sample(s) it could not"
                                   " send on shutdown" % dropped["samples"])
-    replay = agent_logs.replay_summary(lines, since=restarted_at - 1) if not error else error
+    replay = error if error else agent_logs.replay_summary(lines, since=restarted_at - 1)
     checks.append(agent_health.replay_check(before["samples"], after["samples"], replay))
     if done:
         checks.append({"name": "remote write caught up", "status": "ok",

@@ -178,7 +178,7 @@ class HAScaler(object):
         sts, pods = kube.statefulset_pods(self.client, self.ns, self.name)
         before, want = int(sts.spec.replicas or 0), int(self.p["replicas"])
         names = [p.metadata.name for p in pods]
-        unready = [n for n, p in zip(names, pods) if not kube.is_ready(p)]
+        unready = [n for n, p in zip(names, pods, strict=False) if not kube.is_ready(p)]
         if len(pods) != before or unready or not pods:
             raise Failed("%s has %d of %d replicas Ready (%s): make every replica Ready"
                          " first" % (self.name, len(pods) - len(unready), before,

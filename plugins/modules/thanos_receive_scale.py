@@ -120,7 +120,7 @@ class Scaler(object):
 
         def set_replicas(kustomization):
             entries = [e for e in kustomization.get("replicas") or [] if e.get("name") != name]
-            kustomization["replicas"] = entries + [dict(name=name, count=replicas)]
+            kustomization["replicas"] = [*entries, dict(name=name, count=replicas)]
 
         commit = hashring_apply.commit_yaml(
             self.params, self.params["replicas_git_path"], set_replicas,
@@ -224,7 +224,7 @@ class Scaler(object):
             stay = self.pod_names(k)
             # Ring first: the leaving receiver must stop getting writes before it goes, and
             # it too must have loaded the ring (it forwards by it until it stops).
-            self.ring(stay, stay + [leaving])
+            self.ring(stay, [*stay, leaving])
             head = self.head_max_time_ms(leaving)
             self.scale_to(k)
             self.wait_gone(leaving)
