@@ -1,15 +1,6 @@
 """The `watchkeeper` command. The CLI owns output and exit codes; the library never prints.
 
-Exit codes:
-  0    success
-  1    the runbook failed (a step or check failed, timeout); in check mode (an emergency
-       runbook without --yes) also a fault found and left as it is
-  2    usage or inventory error (nothing ran)
-  3    a gate or precondition failed (nothing was changed, or the change was rolled back)
-  4    locked: another mutating run holds a cluster
-  130  interrupted (Ctrl-C); the rollback still ran (after a completed change a first Ctrl-C
-       lets its checks finish, a second stops them and rolls back)
-  141  the reader of the output went away (| head); `run` keeps its run's code instead
+Exit codes: runbooks/errors.py (EXIT_MEANINGS, shown in --help).
 """
 
 from __future__ import annotations
@@ -32,13 +23,16 @@ from rich.console import Console
 from rich.table import Table
 
 from runbooks import registry
-from runbooks.errors import InventoryError, UsageError, WatchkeeperError
+from runbooks.errors import (
+    EXIT_BROKEN_PIPE,
+    InventoryError,
+    UsageError,
+    WatchkeeperError,
+    exit_codes_text,
+)
 from runbooks.journal import Step
 
-EXIT_CODES = __doc__.split("Exit codes:", 1)[1] if __doc__ else ""
-#: The exit status a shell reports for a program killed by SIGPIPE (128 + 13), as Unix tools
-#: end when the reader of their output goes away (`watchkeeper list | head -3`).
-EXIT_BROKEN_PIPE = 141
+EXIT_CODES = exit_codes_text()
 
 _MARKS = {"ok": "[green]ok[/]", "changed": "[yellow]changed[/]", "failed": "[red]FAILED[/]",
           "skipped": "[dim]skipped[/]", "unreachable": "[red]UNREACHABLE[/]",

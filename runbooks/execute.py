@@ -23,6 +23,10 @@ from pydantic import ValidationError
 from runbooks.collection import playbook_path, state_dir
 from runbooks.engine import PlaybookOutcome, PlaybookRun, run_playbook
 from runbooks.errors import (
+    EXIT_FAILED,
+    EXIT_GATE,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
     InventoryError,
     LockedError,
     PreconditionFailed,
@@ -30,7 +34,7 @@ from runbooks.errors import (
     UsageError,
     WatchkeeperError,
 )
-from runbooks.inventory import ClusterConfig, Inventory, load_inventory
+from runbooks.inventory import ClusterConfig, Inventory, inventory_defaults, load_inventory
 from runbooks.journal import (
     Check,
     Journal,
@@ -48,7 +52,6 @@ log = logging.getLogger(__name__)
 
 #: Seconds a rollback playbook may take, whatever --timeout the run had.
 ROLLBACK_TIMEOUT = 1800
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_GATE, EXIT_LOCKED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 
 
 @dataclass(frozen=True)
@@ -596,7 +599,12 @@ def _run_locked(
         raise PreconditionFailed(
             f"{runbook.name} could not prepare the playbook's variables: {type(exc).__name__}:"
             f" {exc}; nothing was changed") from exc
-    extravars = {"wk_run_id": ctx.run_id, "wk_check_mode": options.check, **own}
+    extravars = {
+        "wk_run_id": ctx.run_id,
+        "wk_check_mode": options.check,
+        "wk_defaults": inventory_defaults(),
+        **own,
+    }
 
     def playbook(name: str, ident: str, phase_name: Phase) -> PlaybookOutcome:
         return run_playbook(

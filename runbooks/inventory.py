@@ -22,6 +22,9 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from runbooks.errors import InventoryError, Problem, SecretError
 
 PREFIX = "wk_"
+#: Seconds a runbook waits for new or restarted pods to be Ready (the ready_timeout param of
+#: the runbooks that change workloads); their playbooks and modules take it from the params.
+READY_TIMEOUT = 300.0
 
 
 # --------------------------------------------------------------------------- secrets
@@ -245,6 +248,15 @@ class ClusterConfig(BaseModel):
 
 
 _FIELDS = {name for name in ClusterConfig.model_fields if name != "name"}
+
+
+def inventory_defaults() -> dict[str, Any]:
+    """The model's default of each cluster variable that has a plain one (a string, number or
+    bool), by its name without wk_: the engine hands it to every playbook as the extravar
+    `wk_defaults`, so a playbook falls back to `wk_defaults.X` when the inventory leaves wk_X
+    unset, and the default is declared once, here in ClusterConfig."""
+    return {name: info.default for name, info in ClusterConfig.model_fields.items()
+            if name != "name" and type(info.default) in (str, int, float, bool)}
 
 
 # --------------------------------------------------------------------------- loading

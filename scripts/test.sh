@@ -4,7 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 . .venv/bin/activate
-echo "== ruff";         ruff check runbooks lab tests benchmarks
+echo "== ruff";         ruff check runbooks lab tests benchmarks plugins
 echo "== mypy";         mypy
 echo "== ansible-lint"
 # Resolve our FQCNs (watchkeeper.platform.*) the way the engine does.

@@ -32,8 +32,8 @@ REPLAY_SECONDS = "prometheus_agent_data_replay_duration_seconds"
 ACTIVE_SERIES = "prometheus_agent_active_series"
 APPENDED = "prometheus_agent_samples_appended_total"
 START_TIME = "process_start_time_seconds"
-METRICS = AGENT_METRICS + (WAL_SIZE, WAL_SEGMENT, WAL_WRITES_FAILED, WAL_CORRUPTIONS,
-                           REPLAY_SECONDS, ACTIVE_SERIES, APPENDED, START_TIME)
+METRICS = (*AGENT_METRICS, WAL_SIZE, WAL_SEGMENT, WAL_WRITES_FAILED, WAL_CORRUPTIONS,
+           REPLAY_SECONDS, ACTIVE_SERIES, APPENDED, START_TIME)
 
 #: A WAL above this is worth a look (default of the wal_max_bytes option).
 DEFAULT_WAL_MAX_BYTES = 4 * 1024 ** 3

@@ -17,7 +17,7 @@ storage/remote/client.go implements it):
 from __future__ import absolute_import, annotations, division, print_function
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 #: (class, whether samples are lost, what it means, what to do) in precedence order: the first
 #: class whose pattern matches a line wins (a 409 "out of order" is reported as out of order,
@@ -90,7 +90,7 @@ def line_time(line):
         return None
     raw = match.group(1)
     try:
-        parsed = datetime.strptime(raw[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc)
+        parsed = datetime.strptime(raw[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
     except ValueError:
         return None
     fraction = re.match(r"\.(\d+)", raw[19:])

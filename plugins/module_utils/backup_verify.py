@@ -14,6 +14,7 @@ are table-tested.
 
 from __future__ import absolute_import, annotations, division, print_function
 
+import contextlib
 import ctypes
 import json
 import os
@@ -22,7 +23,9 @@ import signal
 import socket
 import subprocess
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+
+from ansible_collections.watchkeeper.platform.plugins.module_utils.failure import ModuleFailure
 
 KINDS = ("tsdb", "bucket", "opensearch")
 #: PromQL for "every series": a selector must match at least one non-empty label.
@@ -36,19 +39,8 @@ METRIC_PREFIX = "watchkeeper_backup"
 SCRATCH_INDEX_PREFIX = "wk-verify-"
 
 
-class VerifyFailure(Exception):
-    """A verification that failed, with what to do next. Modules turn it into fail_json."""
-
-    def __init__(self, message, hint="", **details):
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
-        self.details = details
-
-    def result(self):
-        out = dict(self.details)
-        out["msg"] = self.message + (" (%s)" % self.hint if self.hint else "")
-        return out
+class VerifyFailure(ModuleFailure):
+    """A verification that failed."""
 
 
 # --------------------------------------------------------------------------- pure logic
@@ -58,7 +50,7 @@ def iso(ms):
     """RFC 3339 UTC of a millisecond timestamp ('-' for None)."""
     if ms is None:
         return "-"
-    return datetime.fromtimestamp(ms / 1000.0, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(ms / 1000.0, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def query_step_seconds(min_ms, max_ms, max_points=MAX_POINTS):
@@ -73,7 +65,7 @@ def instants(matrix):
     stamps = [float(point[0]) for series in matrix or [] for point in series.get("values", [])]
     if not stamps:
         return None, None
-    return int(round(min(stamps) * 1000)), int(round(max(stamps) * 1000))
+    return round(min(stamps) * 1000), round(max(stamps) * 1000)
 
 
 def bounds(blocks):
@@ -153,10 +145,8 @@ def free_port(host="127.0.0.1"):
 def _die_with_parent():
     """In the child: get SIGTERM when the module process dies (killed by a timeout), so a
     server started on scratch data never outlives its verification."""
-    try:
+    with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
 
 
 class Server(object):

@@ -9,13 +9,14 @@ A probe never raises: an error becomes a check that says what was tried and what
 
 from __future__ import absolute_import, annotations, division, print_function
 
+import contextlib
 import hashlib
 import json
 import os
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from ansible_collections.watchkeeper.platform.plugins.module_utils import (
     checklist as cl,
@@ -142,10 +143,8 @@ def _preload(items):
     import importlib
 
     for name in sorted(set(lib for item in items for lib in _LIBRARIES.get(item, ()))):
-        try:
+        with contextlib.suppress(ImportError):  # the item reports it when it runs
             importlib.import_module(name)
-        except ImportError:
-            pass  # the item reports it when it runs
 
 
 # --------------------------------------------------------------------------- HTTP helpers
@@ -432,8 +431,8 @@ def item_s3(p, kube, now):
         result = cl.evaluate_bucket(bucket, usage, baseline, now, p["thresholds"])
         checks.append(result)
         if path and not usage.get("error"):
-            history = (history + [{"at": now, "bytes": usage["bytes"],
-                                   "objects": usage["objects"]}])[-_HISTORY:]
+            history = [*history, {"at": now, "bytes": usage["bytes"],
+                                   "objects": usage["objects"]}][-_HISTORY:]
             os.makedirs(os.path.dirname(path), exist_ok=True)
             tmp = "%s.%d.tmp" % (path, os.getpid())
             with open(tmp, "w") as handle:
@@ -548,7 +547,7 @@ def item_log_indices(p, kube, now):
     indices = [{"index": r["index"], "creation_date_ms": int(r["creation.date"])
                 if r.get("creation.date") else None} for r in rows]
     decisions = select_old_indices(indices, pattern, retention, "name", "%Y.%m.%d",
-                                   datetime.fromtimestamp(now, tz=timezone.utc))
+                                   datetime.fromtimestamp(now, tz=UTC))
     return [cl.evaluate_index_cleanup(decisions, pattern, retention)]
 
 

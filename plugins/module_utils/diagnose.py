@@ -295,7 +295,7 @@ def job_findings(cluster, job, now, newest, up_now, last_up, stale_seconds):
 def _iso(ts):
     import datetime
 
-    return datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).strftime(
+    return datetime.datetime.fromtimestamp(ts, datetime.UTC).strftime(
         "%Y-%m-%dT%H:%M:%SZ")
 
 

@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from datetime import UTC
 
 from ansible_collections.watchkeeper.platform.plugins.module_utils import kube
 from ansible_collections.watchkeeper.platform.plugins.module_utils.hashring_apply import run_git
@@ -38,7 +39,7 @@ def application(client, params):
             GROUP, VERSION, params["argocd_namespace"], PLURAL, params["application"])
     except Exception as exc:
         raise kube.api_error(exc, "read Application %s/%s" % (
-            params["argocd_namespace"], params["application"]))
+            params["argocd_namespace"], params["application"])) from exc
 
 
 def source_of(app):
@@ -50,7 +51,7 @@ def source_of(app):
 
 
 def _kubectl(params, args, ok_codes=(0,)):
-    argv = [params.get("kubectl") or "kubectl"] + list(args)
+    argv = [params.get("kubectl") or "kubectl", *list(args)]
     if params.get("kubeconfig"):
         argv.append("--kubeconfig=%s" % params["kubeconfig"])
     if params.get("context"):
@@ -60,7 +61,7 @@ def _kubectl(params, args, ok_codes=(0,)):
                               timeout=float(params.get("timeout") or 60) * 6)
     except OSError as exc:
         raise kube.KubeFailure("cannot run %s: %s" % (argv[0], exc),
-                               "install kubectl or set wk_kubectl to its path")
+                               "install kubectl or set wk_kubectl to its path") from exc
     if proc.returncode not in ok_codes:
         raise kube.KubeFailure("kubectl %s failed (exit %d): %s" % (
             " ".join(args[:2]), proc.returncode, proc.stderr.strip()[:800]))
@@ -81,7 +82,7 @@ class Checkout(object):
         args = ["clone", "-q", "--depth", "1"]
         if self.revision not in ("HEAD", ""):
             args += ["--branch", self.revision]
-        run_git(args + [self.url, self.work], "/")
+        run_git([*args, self.url, self.work], "/")
         directory = os.path.join(self.work, self.path)
         if not os.path.isdir(directory):
             raise kube.KubeFailure("%s is not a directory in %s at %s" % (
@@ -139,7 +140,8 @@ def request_sync(client, params, app):
         api.patch_namespaced_custom_object(GROUP, VERSION, params["argocd_namespace"], PLURAL,
                                            params["application"], body)
     except Exception as exc:
-        raise kube.api_error(exc, "request a sync of Application %s" % params["application"])
+        raise kube.api_error(exc,
+                             "request a sync of Application %s" % params["application"]) from exc
     if not application(client, params).get("operation"):
         raise kube.KubeFailure(
             "Application %s did not keep the sync request (no .operation after the patch)" %
@@ -166,11 +168,11 @@ def request_sync(client, params, app):
 
 def _epoch(stamp):
     """Seconds since the epoch of an RFC 3339 UTC time as ArgoCD writes it, 0 when absent."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     try:
         return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(
-            tzinfo=timezone.utc).timestamp()
+            tzinfo=UTC).timestamp()
     except ValueError:
         return 0.0
 

@@ -24,7 +24,7 @@ from ansible_collections.watchkeeper.platform.plugins.module_utils.promtext impo
 ARGUMENT_SPEC = dict(
     kube.CONNECTION_SPEC,
     statefulset=dict(type="str", default="thanos-receive"),
-    configmap=dict(type="str", default="thanos-receive-hashring"),
+    configmap=dict(type="str", required=True),
     key=dict(type="str", default="hashrings.json"),
     members=dict(type="list", elements="str"),
     endpoint_template=dict(type="str",
@@ -61,7 +61,7 @@ def receiver_metrics(client, params, pod_name):
 
 
 def run_git(args, cwd):
-    proc = subprocess.run(["git"] + args, cwd=cwd, capture_output=True, text=True,
+    proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
                           env=dict(os.environ, GIT_TERMINAL_PROMPT="0"))
     if proc.returncode != 0:
         raise kube.KubeFailure("git %s failed: %s" % (" ".join(args), proc.stderr.strip()),
@@ -221,7 +221,8 @@ def apply_ring(client, params, check_mode):
         try:
             rings = json.loads(text)
         except ValueError as exc:
-            raise kube.KubeFailure("content is not JSON: %s" % exc, "pass a hashring file")
+            raise kube.KubeFailure("content is not JSON: %s" % exc,
+                                   "pass a hashring file") from exc
         endpoints = [hr.endpoint_address(e) for r in rings if isinstance(r, dict)
                      for e in r.get("endpoints") or []]
     else:

@@ -13,6 +13,8 @@ from __future__ import absolute_import, annotations, division, print_function
 
 import time
 
+from ansible_collections.watchkeeper.platform.plugins.module_utils.failure import ModuleFailure
+
 #: Connection options of every Kubernetes module (compose with each module's own spec).
 CONNECTION_SPEC = dict(
     kubeconfig=dict(type="str"),
@@ -21,19 +23,8 @@ CONNECTION_SPEC = dict(
 )
 
 
-class KubeFailure(Exception):
-    """A failed Kubernetes operation, with what to do next. Modules turn it into fail_json."""
-
-    def __init__(self, message, hint="", **details):
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
-        self.details = details
-
-    def result(self):
-        out = dict(self.details)
-        out["msg"] = self.message + (" (%s)" % self.hint if self.hint else "")
-        return out
+class KubeFailure(ModuleFailure):
+    """A failed Kubernetes operation."""
 
 
 def connect(params):

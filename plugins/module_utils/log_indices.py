@@ -10,7 +10,7 @@ from __future__ import absolute_import, annotations, division, print_function
 
 import fnmatch
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 #: strftime directives a date in an index name may use, and what each matches.
 _DIRECTIVES = {"Y": r"\d{4}", "m": r"\d{2}", "d": r"\d{2}", "j": r"\d{3}", "y": r"\d{2}",
@@ -46,7 +46,7 @@ def date_in_name(name, date_format):
     regex = date_regex(date_format)
     for match in reversed(list(regex.finditer(name))):
         try:
-            return datetime.strptime(match.group(0), date_format).replace(tzinfo=timezone.utc)
+            return datetime.strptime(match.group(0), date_format).replace(tzinfo=UTC)
         except ValueError:
             continue  # e.g. 2020.13.45: digits of the right shape, not a date
     return None
@@ -61,7 +61,7 @@ def select_old_indices(indices, pattern, older_than_days, date_source, date_form
     By creation: when now - creation > N x 24 h.
     """
     decisions = []
-    today = now.astimezone(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    today = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     for item in sorted(indices, key=lambda i: i["index"]):
         name = item["index"]
         entry = {"index": name}
@@ -85,7 +85,7 @@ def select_old_indices(indices, pattern, older_than_days, date_source, date_form
                              reason="creation date unknown")
                 decisions.append(entry)
                 continue
-            date = datetime.fromtimestamp(int(created_ms) / 1000.0, tz=timezone.utc)
+            date = datetime.fromtimestamp(int(created_ms) / 1000.0, tz=UTC)
             age = (now - date) / timedelta(days=1)
         entry.update(date=date.isoformat(), age_days=round(age, 3))
         if age > older_than_days:

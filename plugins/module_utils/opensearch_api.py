@@ -9,6 +9,8 @@ module runtime and receive the URL and credentials as options, so they build the
 
 from __future__ import absolute_import, annotations, division, print_function
 
+from ansible_collections.watchkeeper.platform.plugins.module_utils.failure import ModuleFailure
+
 #: Connection options of every OpenSearch module (compose with each module's own spec).
 CONNECTION_SPEC = dict(
     url=dict(type="str", required=True),
@@ -18,21 +20,8 @@ CONNECTION_SPEC = dict(
 )
 
 
-class OpenSearchFailure(Exception):
-    """A failed OpenSearch operation, with what to do next. Modules turn it into fail_json."""
-
-    def __init__(self, message, hint="", **details):
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
-        self.details = details
-
-    def result(self):
-        """The fail_json keyword arguments."""
-        msg = self.message + (" (%s)" % self.hint if self.hint else "")
-        out = dict(self.details)
-        out["msg"] = msg
-        return out
+class OpenSearchFailure(ModuleFailure):
+    """A failed OpenSearch operation."""
 
 
 def connect(params):

@@ -110,7 +110,8 @@ def verdict(snapshot):
         evidence += ": " + "; ".join(failures[:5]) + (" ..." if len(failures) > 5 else "")
     checks.append({"name": "snapshot shards", "status": "ok" if shards_ok else "fail",
                    "evidence": evidence,
-                   "hint": "" if shards_ok else (hint or "a snapshot of no shard backs up nothing")})
+                   "hint": "" if shards_ok else (
+                       hint or "a snapshot of no shard backs up nothing")})
     return checks
 
 

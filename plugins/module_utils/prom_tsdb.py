@@ -15,6 +15,7 @@ import urllib.error
 import urllib.request
 
 from ansible_collections.watchkeeper.platform.plugins.module_utils import promhttp
+from ansible_collections.watchkeeper.platform.plugins.module_utils.failure import ModuleFailure
 
 #: What to back up instead of an agent: a Prometheus Agent keeps a WAL only, no TSDB
 #: (https://prometheus.io/blog/2021/11/16/agent/); Thanos Receive's durable copy is the blocks
@@ -73,11 +74,8 @@ def path_problem(path):
     return ""
 
 
-class PrometheusFailure(Exception):
-    def __init__(self, message, hint=""):
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
+class PrometheusFailure(ModuleFailure):
+    """A failed Prometheus API call or snapshot."""
 
 
 def get_json(url, path, timeout):
@@ -113,7 +111,7 @@ def snapshot(url, skip_head=False, timeout=600.0):
         url.rstrip("/"), "true" if skip_head else "false")
     request = urllib.request.Request(endpoint, data=b"", method="POST")
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             answer = json.loads(response.read().decode())
     except urllib.error.HTTPError as exc:
         body = exc.read().decode("utf-8", "replace")[:300]

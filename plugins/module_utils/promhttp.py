@@ -60,7 +60,7 @@ def get(url, timeout=5.0, username=None, password=None):
         request.add_header("Authorization", "Basic " + token)
     started = time.monotonic()
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             body = response.read().decode("utf-8", "replace")
             return Fetch(url, True, response.status, body, "", time.monotonic() - started)
     except urllib.error.HTTPError as exc:

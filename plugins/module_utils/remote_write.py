@@ -43,7 +43,7 @@ APPENDED = ("prometheus_tsdb_head_samples_appended_total", "thanos_receive_write
 # only in milliseconds, one series per tenant.
 HEAD_MAX_TIME = "prometheus_tsdb_head_max_time_seconds"
 HEAD_MAX_TIME_MS = "prometheus_tsdb_head_max_time"
-RECEIVER_METRICS = APPENDED + (HEAD_MAX_TIME, HEAD_MAX_TIME_MS, "prometheus_tsdb_head_series")
+RECEIVER_METRICS = (*APPENDED, HEAD_MAX_TIME, HEAD_MAX_TIME_MS, "prometheus_tsdb_head_series")
 
 DEFAULTS = {
     "lag_seconds": 120.0,
@@ -65,7 +65,7 @@ def thresholds_with_defaults(thresholds):
 def queues(samples):
     """The remote-write queues an agent reports: [(remote_name, url)]."""
     found = set()
-    for name in (SENT_TS,) + SENT:
+    for name in (SENT_TS, *SENT):
         for labels, _ in samples.get(name, []):
             found.add((labels.get("remote_name", ""), labels.get("url", "")))
     return sorted(found)
@@ -151,7 +151,8 @@ def evaluate_queue(stats, thresholds, endpoint_error=""):
         hints.append("check that the receivers are up and the URL/port in the agent's"
                      " remote_write config is right")
     if failed > 0 and ratio > t["failed_ratio"]:
-        reasons.append("%.1f%% of samples rejected (4xx: not retried, data dropped)" % (ratio * 100))
+        reasons.append("%.1f%% of samples rejected (4xx: not retried, data dropped)"
+                       % (ratio * 100))
         hints.append("read the receiver's logs for out-of-order / out-of-bounds / limit errors")
     if retried > 0 and sent <= 0:
         reasons.append("every send is being retried and none succeeds")

@@ -37,12 +37,12 @@ def parse_cpu(text):
 
 def memory_quantity(value):
     """Bytes as whole Mi, rounded up."""
-    return "%dMi" % max(1, int(math.ceil(value / 2 ** 20)))
+    return "%dMi" % max(1, math.ceil(value / 2 ** 20))
 
 
 def cpu_quantity(cores):
     """Cores as whole millicores, rounded up, at least 10m."""
-    return "%dm" % max(10, int(math.ceil(cores * 1000)))
+    return "%dm" % max(10, math.ceil(cores * 1000))
 
 
 def recommend(memory_p95, memory_peak, cpu_p95, headroom=1.2, limit_factor=1.5,

@@ -16,6 +16,7 @@ modules, runbooks/clients.py for the runbooks' Python side).
 
 from __future__ import absolute_import, annotations, division, print_function
 
+import contextlib
 import hashlib
 import json
 import os
@@ -23,7 +24,9 @@ import re
 import shutil
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+
+from ansible_collections.watchkeeper.platform.plugins.module_utils.failure import ModuleFailure
 
 MANIFEST = "manifest.json"
 FORMAT = 1
@@ -38,20 +41,8 @@ CONCURRENCY = 10
 MAX_PROGRESS_SAMPLES = 60
 
 
-class BackupFailure(Exception):
-    """A failed backup or restore operation, with what to do next. Modules turn it into
-    fail_json; `details` go into the result."""
-
-    def __init__(self, message, hint="", **details):
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
-        self.details = details
-
-    def result(self):
-        out = dict(self.details)
-        out["msg"] = self.message + (" (%s)" % self.hint if self.hint else "")
-        return out
+class BackupFailure(ModuleFailure):
+    """A failed backup or restore operation."""
 
 
 # --------------------------------------------------------------------------- pure logic
@@ -65,7 +56,7 @@ def backup_prefix(prefix, cluster, timestamp):
 
 def timestamp_of(when):
     """The TIMESTAMP component for a datetime (UTC)."""
-    return when.astimezone(timezone.utc).strftime(TIMESTAMP_FORMAT)
+    return when.astimezone(UTC).strftime(TIMESTAMP_FORMAT)
 
 
 def parse_timestamp(name):
@@ -73,7 +64,7 @@ def parse_timestamp(name):
     if not _TIMESTAMP.match(name or ""):
         return None
     try:
-        return datetime.strptime(name, TIMESTAMP_FORMAT).replace(tzinfo=timezone.utc)
+        return datetime.strptime(name, TIMESTAMP_FORMAT).replace(tzinfo=UTC)
     except ValueError:
         return None
 
@@ -109,7 +100,7 @@ def build_manifest(cluster, timestamp, files, blocks, source):
         "kind": "prometheus-tsdb",
         "cluster": cluster,
         "timestamp": timestamp,
-        "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "source": dict(source),
         "files": files,
         "file_count": len(files),
@@ -130,7 +121,7 @@ def manifest_problems(manifest):
                         % (manifest.get("format"), FORMAT))
     files = manifest.get("files")
     if not isinstance(files, list) or not files:
-        return problems + ["the manifest lists no files"]
+        return [*problems, "the manifest lists no files"]
     for item in files:
         path = item.get("path", "") if isinstance(item, dict) else ""
         if (not path or path.startswith("/") or ".." in path.split("/")
@@ -191,7 +182,7 @@ def select_retention(backups, run_timestamp, keep_daily, keep_weekly, keep_month
                 seen.append(period)
                 reasons.setdefault(item["name"], []).append("%s %s" % (rule, period))
     decisions = []
-    for when, item in dated:
+    for _when, item in dated:
         name = item["name"]
         if not item["complete"]:
             if name < run_timestamp:
@@ -286,10 +277,9 @@ class Progress(object):
             del self.samples[1]  # keep the first sample and the latest ones
         self.samples.append(sample)
         if self._callback is not None:
-            try:
+            # a faulty progress handler never breaks a run
+            with contextlib.suppress(Exception):
                 self._callback(sample)
-            except Exception:  # noqa: BLE001 - a faulty progress handler never breaks a run
-                pass
 
     def __enter__(self):
         def loop():
@@ -445,7 +435,7 @@ def upload_tree(client, bucket, prefix, root, files, config=None, progress=None)
                 future.result()  # the first failure cancels the rest (manager shutdown)
                 if progress is not None:
                     progress.file_done()
-        return [dict(f, sha256=h.result()) for f, h in zip(files, hashes)]
+        return [dict(f, sha256=h.result()) for f, h in zip(files, hashes, strict=False)]
     finally:
         hasher.shutdown(wait=True, cancel_futures=True)
 
@@ -513,7 +503,7 @@ def download_backup(client, bucket, prefix, manifest, target, config=None, progr
     with create_transfer_manager(client, config) as manager:
         futures = [manager.download(bucket, prefix + f["path"], os.path.join(target, f["path"]),
                                     subscribers=subscribers) for f in files]
-        for item, future in zip(files, futures):
+        for item, future in zip(files, futures, strict=False):
             future.result()
             path = os.path.join(target, item["path"])
             size = os.path.getsize(path)

@@ -18,6 +18,8 @@ import json
 import re
 import time
 
+from ansible_collections.watchkeeper.platform.plugins.module_utils.failure import ModuleFailure
+
 META = "meta.json"
 INDEX = "index"
 CHUNKS = "chunks/"
@@ -35,20 +37,8 @@ COPY_SPEC = dict(
 MAX_PROGRESS_SAMPLES = 120
 
 
-class BucketFailure(Exception):
-    """A failed S3 operation or a refused copy, with what to do next. Modules turn it into
-    fail_json."""
-
-    def __init__(self, message, hint="", **details):
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
-        self.details = details
-
-    def result(self):
-        out = dict(self.details)
-        out["msg"] = self.message + (" (%s)" % self.hint if self.hint else "")
-        return out
+class BucketFailure(ModuleFailure):
+    """A failed S3 operation or a refused copy."""
 
 
 # --------------------------------------------------------------------------- S3 calls
@@ -65,7 +55,8 @@ def reason(exc):
     from botocore import exceptions as bx
 
     if isinstance(exc, bx.NoCredentialsError):
-        return "no credentials", "set wk_s3_access_key and wk_s3_secret_key ({env: NAME} references)"
+        return "no credentials", ("set wk_s3_access_key and wk_s3_secret_key ({env: NAME}"
+                                  " references)")
     if isinstance(exc, (bx.EndpointConnectionError, bx.ConnectTimeoutError)):
         return "cannot connect (%s)" % exc, "check wk_s3_endpoint and that the S3 service is up"
     code = error_code(exc)
@@ -207,9 +198,7 @@ def overlaps(meta, start_ms=None, end_ms=None):
     """Does the block's [minTime, maxTime) overlap [start_ms, end_ms]? (None: unbounded.)"""
     if start_ms is not None and int(meta["maxTime"]) <= start_ms:
         return False
-    if end_ms is not None and int(meta["minTime"]) > end_ms:
-        return False
-    return True
+    return end_ms is None or int(meta["minTime"]) <= end_ms
 
 
 def human_bytes(value):

@@ -27,7 +27,7 @@ options:
   git_url: {description: The repository as watchkeeper reaches it (default the Application's repoURL)., type: str}
   kubectl: {description: The kubectl binary (kustomize rendering and diff)., type: str, default: kubectl}
   sync_timeout: {description: Seconds for ArgoCD to complete the sync., type: float, default: 120}
-  ready_timeout: {description: Seconds for the re-synced workloads to be Ready., type: float, default: 300}
+  ready_timeout: {description: Seconds for the re-synced workloads to be Ready (the runbook's ready_timeout param)., type: float, required: true}
   timeout: {description: Seconds per API request., type: float, default: 10}
 author: watchkeeper maintainers
 """
@@ -58,7 +58,7 @@ ARGUMENT_SPEC = dict(
     git_url=dict(type="str"),
     kubectl=dict(type="str", default="kubectl"),
     sync_timeout=dict(type="float", default=120.0),
-    ready_timeout=dict(type="float", default=300.0),
+    ready_timeout=dict(type="float", required=True),
     timeout=dict(type="float", default=10.0),
 )
 

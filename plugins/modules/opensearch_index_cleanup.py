@@ -63,7 +63,7 @@ kept:
   returned: always
 """
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.watchkeeper.platform.plugins.module_utils.log_indices import (
@@ -111,7 +111,7 @@ def cleanup(client, params, check_mode):
     indices = list_indices(client, params["pattern"])
     decisions = select_old_indices(indices, params["pattern"], params["older_than_days"],
                                    params["date_source"], params["date_format"],
-                                   datetime.now(timezone.utc))
+                                   datetime.now(UTC))
     doomed = [d["index"] for d in decisions if d["action"] == "delete"]
     kept = [d["index"] for d in decisions if d["action"] == "keep"]
     result = {"changed": bool(doomed), "decisions": decisions, "deleted": doomed, "kept": kept,

@@ -89,6 +89,7 @@ checks:
   returned: when not in check mode
 """
 
+import contextlib
 import os
 import time
 
@@ -181,10 +182,9 @@ def recorded_counts(client, repository, chosen):
                                     "restore with -e compare_with=live") from exc
         raise
     finally:
-        try:
+        # never restored (the failure above says why)
+        with contextlib.suppress(OpenSearchFailure):
             call("DELETE %s" % temporary, client.indices.delete, index=temporary)
-        except OpenSearchFailure:
-            pass  # never restored (the failure above says why)
     return {k: int(v) for k, v in (document.get("doc_counts") or {}).items()}, manifest
 
 

@@ -93,6 +93,7 @@ checks:
   returned: when the snapshot ended
 """
 
+import contextlib
 import time
 
 from ansible.module_utils.basic import AnsibleModule
@@ -250,11 +251,10 @@ def take(client, params, check_mode):
              repository=repository, snapshot=snapshot, body=body, wait_for_completion=False)
     except OpenSearchFailure:
         # No snapshot, so no manifest: a leftover would describe a snapshot that never was.
-        try:
+        # the refusal is what the operator must see
+        with contextlib.suppress(OpenSearchFailure):
             call("DELETE %s/_doc/%s" % (manifest, snapshot), client.delete, index=manifest,
                  id=snapshot, refresh="true")
-        except OpenSearchFailure:
-            pass  # the refusal is what the operator must see
         raise
     info, progress = wait(client, params, started)
     seconds = time.monotonic() - started

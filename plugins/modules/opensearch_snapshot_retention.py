@@ -121,7 +121,7 @@ def apply(client, params, check_mode):
     now_ms = int(time.time() * 1000)
     snapshots = list_snapshots(client, params["repository"])
     if check_mode and params.get("planned"):
-        snapshots = snapshots + [{"snapshot": params["planned"], "state": SUCCESS,
+        snapshots = [*snapshots, {"snapshot": params["planned"], "state": SUCCESS,
                                   "start_time_in_millis": now_ms}]
     decisions = select_retention(snapshots, now_ms, params["prefix"], params["max_age_days"],
                                  params["max_count"], params["min_count"])

@@ -30,7 +30,7 @@ options:
   log_path: {description: "The agent's log file; fields {namespace} and {pod}.", type: str}
   log_tail_bytes: {description: Bytes of the log read at most., type: int, default: 4194304}
   timeout: {description: Seconds per request., type: float, default: 5}
-  ready_timeout: {description: Seconds for the new pod to be Ready., type: float, default: 300}
+  ready_timeout: {description: Seconds for the new pod to be Ready (the runbook's ready_timeout param)., type: float, required: true}
   catchup_timeout: {description: Seconds for remote write to catch up., type: float, default: 180}
   lag_threshold: {description: Remote-write lag (seconds) that counts as caught up., type: float, default: 120}
 author: watchkeeper maintainers
@@ -64,7 +64,7 @@ from ansible_collections.watchkeeper.platform.plugins.module_utils.promtext impo
 
 ARGUMENT_SPEC = dict(
     kube.CONNECTION_SPEC,
-    ready_timeout=dict(type="float", default=300.0),
+    ready_timeout=dict(type="float", required=True),
     catchup_timeout=dict(type="float", default=180.0),
     lag_threshold=dict(type="float", default=120.0),
     **agent_read.AGENT_SPEC
@@ -153,7 +153,7 @@ def restart(client, params, check_mode):
     if dropped:
         checks[0]["evidence"] += ("; the old process dropped %d queued sample(s) it could not"
                                   " send on shutdown" % dropped["samples"])
-    replay = agent_logs.replay_summary(lines, since=restarted_at - 1) if not error else error
+    replay = error if error else agent_logs.replay_summary(lines, since=restarted_at - 1)
     checks.append(agent_health.replay_check(before["samples"], after["samples"], replay))
     if done:
         checks.append({"name": "remote write caught up", "status": "ok",

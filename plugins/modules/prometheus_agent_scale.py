@@ -32,7 +32,7 @@ options:
   shards: {description: The number of shards wanted., type: int, required: true}
   shard_pod_annotations: {description: "Pod annotations per shard number (a string key), e.g. an address plan.", type: dict, default: {}}
   http_port: {description: The agents' HTTP port., type: int, default: 9090}
-  ready_timeout: {description: Seconds for a shard to be Ready and scraping., type: float, default: 300}
+  ready_timeout: {description: Seconds for a shard to be Ready and scraping (the runbook's ready_timeout param)., type: float, required: true}
   drain_timeout: {description: Seconds for a surplus shard's queue to drain before it goes., type: float, default: 300}
   timeout: {description: Seconds per request., type: float, default: 10}
 author: watchkeeper maintainers
@@ -56,13 +56,17 @@ moves: {description: "Targets whose shard changes (target: shards now -> shard).
 diff: {description: Check mode with diff, the objects the run would create, patch or delete (each accepted by a server-side dry run)., type: list, returned: check mode with --diff}
 """
 
+import contextlib
 import json
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.watchkeeper.platform.plugins.module_utils import agent_health
+from ansible_collections.watchkeeper.platform.plugins.module_utils import (
+    agent_health,
+    kube,
+    promtext,
+)
 from ansible_collections.watchkeeper.platform.plugins.module_utils import agent_shards as shards_
-from ansible_collections.watchkeeper.platform.plugins.module_utils import kube, promtext
 
 ARGUMENT_SPEC = dict(
     kube.CONNECTION_SPEC,
@@ -72,7 +76,7 @@ ARGUMENT_SPEC = dict(
     shards=dict(type="int", required=True),
     shard_pod_annotations=dict(type="dict", default={}),
     http_port=dict(type="int", default=9090),
-    ready_timeout=dict(type="float", default=300.0),
+    ready_timeout=dict(type="float", required=True),
     drain_timeout=dict(type="float", default=300.0),
     timeout=dict(type="float", default=10.0),
 )
@@ -392,18 +396,14 @@ class Scaler(object):
         """ConfigMaps back, reconfigured shards restarted onto them, created shards gone."""
         for shard in sorted(self.created, reverse=True):
             name = shards_.statefulset_name(self.base, shard)
-            try:
+            with contextlib.suppress(Exception):
                 self.apps.delete_namespaced_stateful_set(name, self.ns)
-            except Exception:
-                pass
-            try:
+            with contextlib.suppress(Exception):
                 self.core.delete_namespaced_config_map(
                     shards_.configmap_name(self.base_cm, self.base, shard), self.ns)
-            except Exception:
-                pass
             self.step("rollback: removed %s" % name)
-        for name, (data, annotations) in self.saved.items():
-            restore = dict((k, annotations.get(k)) for k in [shards_.UNSHARDED])
+        for name, (data, saved_annotations) in self.saved.items():
+            restore = dict((k, saved_annotations.get(k)) for k in [shards_.UNSHARDED])
             self.core.patch_namespaced_config_map(name, self.ns, {
                 "data": data, "metadata": {"annotations": restore}})
             shard = 0 if name == self.base_cm else int(name.split("-shard-")[1].split("-")[0])

@@ -26,7 +26,7 @@ options:
   replicas: {description: The number of HA replicas wanted., type: int, required: true}
   replica_label: {description: The external label that holds each replica's pod name., type: str, default: replica}
   http_port: {description: Prometheus's HTTP port., type: int, default: 9090}
-  ready_timeout: {description: Seconds for a new replica to be Ready and scraping., type: float, default: 300}
+  ready_timeout: {description: Seconds for a new replica to be Ready and scraping (the runbook's ready_timeout param)., type: float, required: true}
   drain_timeout: {description: Seconds for a surplus replica's queue to drain., type: float, default: 300}
   timeout: {description: Seconds per request., type: float, default: 10}
 author: watchkeeper maintainers
@@ -66,7 +66,7 @@ ARGUMENT_SPEC = dict(
     replicas=dict(type="int", required=True),
     replica_label=dict(type="str", default="replica"),
     http_port=dict(type="int", default=9090),
-    ready_timeout=dict(type="float", default=300.0),
+    ready_timeout=dict(type="float", required=True),
     drain_timeout=dict(type="float", default=300.0),
     timeout=dict(type="float", default=10.0),
 )
@@ -178,7 +178,7 @@ class HAScaler(object):
         sts, pods = kube.statefulset_pods(self.client, self.ns, self.name)
         before, want = int(sts.spec.replicas or 0), int(self.p["replicas"])
         names = [p.metadata.name for p in pods]
-        unready = [n for n, p in zip(names, pods) if not kube.is_ready(p)]
+        unready = [n for n, p in zip(names, pods, strict=False) if not kube.is_ready(p)]
         if len(pods) != before or unready or not pods:
             raise Failed("%s has %d of %d replicas Ready (%s): make every replica Ready"
                          " first" % (self.name, len(pods) - len(unready), before,

@@ -147,7 +147,7 @@ def main():
     try:
         result = take(module.params, module.check_mode)
     except prom_tsdb.PrometheusFailure as exc:
-        module.fail_json(msg=exc.message + (" (%s)" % exc.hint if exc.hint else ""))
+        module.fail_json(**exc.result())
     module.exit_json(**result)
 
 

@@ -22,7 +22,7 @@ options:
   context: {description: Kubeconfig context of the cluster., type: str}
   namespace: {description: Namespace of the receivers., type: str, default: monitoring}
   statefulset: {description: The receive StatefulSet., type: str, default: thanos-receive}
-  configmap: {description: The hashring ConfigMap., type: str, default: thanos-receive-hashring}
+  configmap: {description: The hashring ConfigMap (wk_hashring_configmap)., type: str, required: true}
   key: {description: The ConfigMap key holding the file., type: str, default: hashrings.json}
   members:
     description: Pod names for the catch-all ring; default every Ready pod of the StatefulSet.

@@ -19,7 +19,7 @@ description:
   - Takes every option of thanos_hashring for the ring changes.
 options:
   replicas: {description: Target replicas., type: int, required: true}
-  ready_timeout: {description: Seconds for new pods to be Ready., type: float, default: 300}
+  ready_timeout: {description: Seconds for new pods to be Ready (the runbook's ready_timeout param)., type: float, required: true}
   gone_timeout: {description: Seconds for a removed pod to finish its shutdown., type: float, default: 960}
   upload_timeout: {description: Seconds to wait for the removed receiver's final block., type: float, default: 300}
   verify_upload: {description: Require the final block in the bucket after a removal., type: bool, default: true}
@@ -58,7 +58,7 @@ from ansible_collections.watchkeeper.platform.plugins.module_utils.promtext impo
 ARGUMENT_SPEC = dict(
     hashring_apply.ARGUMENT_SPEC,
     replicas=dict(type="int", required=True),
-    ready_timeout=dict(type="float", default=300.0),
+    ready_timeout=dict(type="float", required=True),
     gone_timeout=dict(type="float", default=960.0),
     upload_timeout=dict(type="float", default=300.0),
     verify_upload=dict(type="bool", default=True),
@@ -120,7 +120,7 @@ class Scaler(object):
 
         def set_replicas(kustomization):
             entries = [e for e in kustomization.get("replicas") or [] if e.get("name") != name]
-            kustomization["replicas"] = entries + [dict(name=name, count=replicas)]
+            kustomization["replicas"] = [*entries, dict(name=name, count=replicas)]
 
         commit = hashring_apply.commit_yaml(
             self.params, self.params["replicas_git_path"], set_replicas,
@@ -224,7 +224,7 @@ class Scaler(object):
             stay = self.pod_names(k)
             # Ring first: the leaving receiver must stop getting writes before it goes, and
             # it too must have loaded the ring (it forwards by it until it stops).
-            self.ring(stay, stay + [leaving])
+            self.ring(stay, [*stay, leaving])
             head = self.head_max_time_ms(leaving)
             self.scale_to(k)
             self.wait_gone(leaving)

@@ -23,7 +23,7 @@ options:
   namespace: {description: Namespace of the receivers., type: str, default: monitoring}
   statefulset: {description: The receive StatefulSet., type: str, default: thanos-receive}
   service: {description: The receivers' headless Service., type: str, default: thanos-receive}
-  configmap: {description: The hashring ConfigMap., type: str, default: thanos-receive-hashring}
+  configmap: {description: The hashring ConfigMap (wk_hashring_configmap)., type: str, required: true}
   key: {description: The ConfigMap key holding the file., type: str, default: hashrings.json}
   endpoint_template:
     description: How a pod becomes a ring endpoint; fields pod, ip, service, namespace, port.
@@ -65,7 +65,7 @@ ARGUMENT_SPEC = dict(
     kube.CONNECTION_SPEC,
     statefulset=dict(type="str", default="thanos-receive"),
     service=dict(type="str", default="thanos-receive"),
-    configmap=dict(type="str", default="thanos-receive-hashring"),
+    configmap=dict(type="str", required=True),
     key=dict(type="str", default="hashrings.json"),
     endpoint_template=dict(type="str",
                            default="{pod}.{service}.{namespace}.svc.cluster.local:{port}"),

@@ -139,7 +139,7 @@ def run(module):
             pod = next((p for p in current if p.metadata.name == name), None)
             return pod is not None and kube.is_ready(pod), None
 
-        done, _, waited = kube.wait_for("ready", ready, params["restart_timeout"], 2)
+        done, _, _waited = kube.wait_for("ready", ready, params["restart_timeout"], 2)
         result["changed"] = True
         action = dict(action="restart", pod=name, ready=done,
                       seconds=round(time.monotonic() - began, 1))

@@ -23,7 +23,7 @@ from pydantic import Field
 from runbooks import platform
 from runbooks.clients import kube_api
 from runbooks.gates import delivering, require_workload
-from runbooks.inventory import ClusterConfig
+from runbooks.inventory import READY_TIMEOUT, ClusterConfig
 from runbooks.model import AGENTS, Gate, GateResult, Params, Runbook, RunContext
 
 STATEFULSET = "prometheus-agent"
@@ -32,7 +32,7 @@ STATEFULSET = "prometheus-agent"
 class RestartAgentParams(Params):
     pod: str = Field("", description="the agent pod to restart (default the StatefulSet's"
                      " first)")
-    ready_timeout: float = Field(300.0, gt=0, le=3600,
+    ready_timeout: float = Field(READY_TIMEOUT, gt=0, le=3600,
                                  description="seconds for the new pod to be Ready")
     catchup_timeout: float = Field(
         180.0, gt=0, le=3600, description="seconds for remote write to catch up after Ready")

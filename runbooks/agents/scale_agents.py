@@ -63,7 +63,7 @@ from runbooks import platform
 from runbooks.clients import kube_api
 from runbooks.errors import PreconditionFailed
 from runbooks.gates import require_workload
-from runbooks.inventory import ClusterConfig
+from runbooks.inventory import READY_TIMEOUT, ClusterConfig
 from runbooks.model import AGENTS, Gate, GateResult, Params, Runbook, RunContext
 
 MAX_SHARDS = 16
@@ -74,7 +74,7 @@ AGENT_SELECTOR = "app.kubernetes.io/name=prometheus-agent"
 class ScaleAgentsParams(Params):
     shards: int = Field(..., ge=1, le=MAX_SHARDS, description="the number of agents that share"
                         " the cluster's scrape targets")
-    ready_timeout: float = Field(300.0, gt=0, description="seconds for a shard to be Ready"
+    ready_timeout: float = Field(READY_TIMEOUT, gt=0, description="seconds for a shard to be Ready"
                                  " with its new configuration")
     drain_timeout: float = Field(300.0, gt=0, description="seconds for a surplus shard's"
                                  " remote-write queue to drain before it is removed")

@@ -35,7 +35,7 @@ from pydantic import Field
 from runbooks import platform
 from runbooks.clients import kube_api
 from runbooks.errors import PreconditionFailed
-from runbooks.inventory import ClusterConfig
+from runbooks.inventory import READY_TIMEOUT, ClusterConfig
 from runbooks.model import AppliesTo, Gate, GateResult, Params, Runbook, RunContext
 
 MAX_REPLICAS = 10
@@ -46,7 +46,7 @@ FRESH = 30
 class ScalePrometheusParams(Params):
     replicas: int = Field(..., ge=1, le=MAX_REPLICAS, description="HA replicas of the"
                           " Prometheus server (identical servers Query deduplicates)")
-    ready_timeout: float = Field(300.0, gt=0, description="seconds for a new replica to be"
+    ready_timeout: float = Field(READY_TIMEOUT, gt=0, description="seconds for a new replica to be"
                                  " Ready, labelled and scraping")
     drain_timeout: float = Field(300.0, gt=0, description="seconds for a surplus replica's"
                                  " remote-write queue to drain before it is removed")

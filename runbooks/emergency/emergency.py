@@ -26,14 +26,14 @@ from pydantic import Field
 
 from runbooks import platform
 from runbooks.gates import delivering, require_workload
-from runbooks.inventory import ClusterConfig
+from runbooks.inventory import READY_TIMEOUT, ClusterConfig
 from runbooks.model import AGENTS, Gate, GateResult, Params, Runbook, RunContext
 
 
 class RemoteWriteFailingParams(Params):
     rate_window: float = Field(5.0, gt=0, le=300, description="seconds between the two samples"
                                " of the agent's queue metrics")
-    ready_timeout: float = Field(300.0, gt=0, le=3600,
+    ready_timeout: float = Field(READY_TIMEOUT, gt=0, le=3600,
                                  description="seconds for the restarted agent to be Ready")
     catchup_timeout: float = Field(180.0, gt=0, le=3600,
                                    description="seconds for remote write to catch up")

@@ -22,6 +22,7 @@ from pydantic import Field
 
 from runbooks.errors import PreconditionFailed
 from runbooks.gates import canary_after_change, ring_and_pods, steady_state
+from runbooks.inventory import READY_TIMEOUT
 from runbooks.model import RECEIVERS, Gate, Params, Runbook, RunContext
 
 
@@ -32,7 +33,8 @@ class ScaleParams(Params):
         " and the replicas to the config repository and waits for the sync")
     sync_timeout: float = Field(300.0, gt=0, description="gitops mode: seconds for the sync"
                                 " to bring a committed change")
-    ready_timeout: float = Field(300.0, gt=0, description="seconds for new pods to be Ready")
+    ready_timeout: float = Field(READY_TIMEOUT, gt=0,
+                                 description="seconds for new pods to be Ready")
     converge_timeout: float = Field(180.0, gt=0, description="seconds for each ring proof")
     upload_timeout: float = Field(
         300.0, gt=0, description="seconds for a removed receiver's final block in the bucket")

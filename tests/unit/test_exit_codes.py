@@ -11,14 +11,8 @@ from typing import Any
 import pytest
 
 from runbooks.engine import event_to_step
-from runbooks.execute import (
-    EXIT_FAILED,
-    EXIT_GATE,
-    EXIT_INTERRUPTED,
-    EXIT_OK,
-    _summary,
-    run_outcome,
-)
+from runbooks.errors import EXIT_FAILED, EXIT_GATE, EXIT_INTERRUPTED, EXIT_OK
+from runbooks.execute import _summary, run_outcome
 from runbooks.journal import Step
 
 START, END = "2025-01-01T10:00:00+00:00", "2025-01-01T10:00:02+00:00"
