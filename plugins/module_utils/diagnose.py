@@ -30,8 +30,10 @@ CAUSES = {
     "tls": (85, "TLS fails: check the CA bundle, the certificate's names and its expiry"),
     "timeout": (80, "the endpoint accepts connections but does not answer: a blocked or"
                     " overloaded port; check network policies, load balancers, receiver load"),
-    "unreachable": (80, "the remote-write endpoint is unreachable from here: check routes and"
-                        " firewalls"),
+    # Above a timeout: "no route" is the more specific cause (a request under way when the
+    # route went also times out).
+    "unreachable": (82, "the remote-write endpoint is unreachable: check routes, network"
+                        " policies and firewalls between the agent and the receiver"),
     "http_4xx": (75, "the receiver rejects the writes (4xx: not retried, samples dropped):"
                      " wrong path, auth, tenant or limits in the agent's remote_write"),
     "http_5xx": (70, "receivers answer 5xx (retried while the WAL keeps samples): run"

@@ -219,9 +219,10 @@ def test_check_mode_lists_what_it_would_copy_and_copies_nothing(
     assert f"s3://{buckets[1]}/check/" in planned["message"]
     assert planned["diff_summary"]  # the blocks the backup would gain
     assert listing(s3, buckets[1], "check/") == {}  # nothing copied
-    # The workload cluster is not where the bucket is: its task is skipped.
-    workload = [s for s in journal["steps"] if s["cluster"] == "k8s-cluster-01"]
-    assert [s["status"] for s in workload] == ["skipped"]
+    # The workload cluster is not where the bucket is: the run leaves it out, saying why.
+    assert not [s for s in journal["steps"] if s["cluster"] == "k8s-cluster-01"]
+    assert "k8s-cluster-01" in journal["left_out"], journal["left_out"]
+    assert "workload cluster" in journal["left_out"]["k8s-cluster-01"]
 
 
 def test_backup_copies_every_block_then_skips_them_all(

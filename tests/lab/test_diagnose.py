@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
+from kubernetes.client.exceptions import ApiException
 from watchkeeper_lab import Lab, process, topology
 
 from tests.lab.helpers import firewalled
@@ -51,9 +52,16 @@ def first_step(journal: dict[str, Any]) -> dict[str, Any]:
 def restart_agent_pod(lab: Lab) -> None:
     uid = agent_uid(lab)
     core(lab).delete_namespaced_pod("prometheus-agent-0", AGENT_NS)
-    poll("the agent recreated and Ready", lambda: (lambda p: p.metadata.uid != uid
-                                                   and is_ready(p))(
-        core(lab).read_namespaced_pod("prometheus-agent-0", AGENT_NS)), 120, 1)
+
+    def recreated_and_ready() -> bool:
+        try:
+            pod = core(lab).read_namespaced_pod("prometheus-agent-0", AGENT_NS)
+        except ApiException as exc:  # between the old pod's removal and the new one
+            assert exc.status == 404, exc
+            return False
+        return bool(pod.metadata.uid != uid and is_ready(pod))
+
+    poll("the agent recreated and Ready", lambda: recreated_and_ready() or None, 120, 1)
 
 
 def point_agent_at_closed_port(lab: Lab, original: str) -> str:
@@ -427,7 +435,13 @@ def test_an_agent_whose_route_to_its_receiver_is_dropped_is_named_not_restarted(
     receiver = lab.addresses.receiver(0)
     assert f"http://{receiver}:19291/api/v1/receive" in agent_config(lab)
     tight = inventory_with(lab, tmp_path, AGENT_NS, wk_threshold_remote_write_lag_seconds=10)
+    log = lab.nodeagent_dir / "logs" / f"{AGENT_NS}_prometheus-agent-0.log"
+    start = log.stat().st_size
     with lab.podnet.drop_route(lab.addresses.agent(0), receiver):
+        # A request under way on a kept-alive connection hangs until its timeout (30 s); the
+        # agent's next connections fail at once with "no route to host".
+        poll("the agent's own 'no route to host'", lambda: b"no route to host" in
+             log.read_bytes()[start:] or None, 120, 2)
         poll("the agent 15 s behind", lambda: agent_lag(lab) > 15 or None, 120, 2)
         result, journal = run(lab, tmp_path, "diagnose-remote-write", AGENT_NS,
                               inventory=tight)
