@@ -28,16 +28,14 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import json
-import logging
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from watchkeeper_lab.topology import Addresses
-
-log = logging.getLogger(__name__)
 
 
 class NetworkError(RuntimeError):
@@ -269,8 +267,6 @@ def _run(argv: list[str], check: bool = True) -> None:
 
 
 def _wait_listening(netns: str, port: int, proxy: subprocess.Popen[bytes]) -> None:
-    import time
-
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         if proxy.poll() is not None:

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from watchkeeper_lab import Lab, topology
 
+from tests.lab.test_lab import poll
+
 pytestmark = [pytest.mark.lab,
               pytest.mark.skipif(os.geteuid() != 0, reason="the pod network needs root")]
 
@@ -92,11 +94,18 @@ def test_lab_hosts_the_pods_reach_have_namespaces_of_their_own(lab: Lab) -> None
     # A pod scrapes its canary (another namespace) and kwok (the node's address).
     assert lab.podnet is not None
     agent = lab.addresses.agent(0)
-    targets = json.load(urllib.request.urlopen(
-        f"http://{agent}:9090/api/v1/targets?state=active", timeout=5))["data"]["activeTargets"]
-    health = {t["labels"]["instance"]: t["health"] for t in targets}
-    assert health[f"{lab.addresses.canary(0)}:8080"] == "up", health
-    assert health[f"{lab.addresses.node}:10247"] == "up", health
+    wanted = (f"{lab.addresses.canary(0)}:8080", f"{lab.addresses.node}:10247")
+
+    def health() -> dict[str, str]:
+        targets = json.load(urllib.request.urlopen(
+            f"http://{agent}:9090/api/v1/targets?state=active", timeout=5))["data"]
+        return {t["labels"]["instance"]: t["health"] for t in targets["activeTargets"]}
+
+    # A young agent reports a target "unknown" until its first scrape of it (5 s interval).
+    found = poll("both targets scraped", lambda: (lambda h: h if all(
+        h.get(w) != "unknown" for w in wanted) else None)(health()), 30, 1)
+    for target in wanted:
+        assert found.get(target) == "up", found
 
 
 def test_a_blocked_port_is_local_to_one_pod(lab: Lab) -> None:
