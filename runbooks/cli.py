@@ -466,6 +466,10 @@ def cmd_lab(args: argparse.Namespace, out: Console, err: Console) -> int:
             table.add_row(c.name, c.address, c.version, str(c.pid or "-"),
                           "[green]healthy[/]" if c.healthy else f"[red]unhealthy[/] {c.detail}")
         out.print(table)
+        out.print("platform synced from git by: " + (
+            "ArgoCD" if status.syncer == "argocd" else "the lab itself (ArgoCD not built yet)"))
+        if status.building:
+            out.print(f"building in the background: {', '.join(status.building)}")
         out.print(f"inventory: {status.inventory}")
     return 0 if all(c.healthy for c in status.components) else 1
 

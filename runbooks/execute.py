@@ -528,7 +528,8 @@ def interrupted_summary(interrupt: Interrupt, steps: Sequence[Step], cause: str 
         for s in rollback:
             if s.message:
                 said.setdefault(s.cluster, []).append(s.message)
-        done = "; ".join(f"{cluster}: {', '.join(msgs)}" for cluster, msgs in said.items())
+        # By cluster name: the clusters' rollbacks run in parallel and finish in any order.
+        done = "; ".join(f"{cluster}: {', '.join(said[cluster])}" for cluster in sorted(said))
         clusters = sorted({s.cluster for s in rollback})
         text += ("; rolled back: " + done if done else
                  f"; rolled back on {', '.join(clusters)} ({len(rollback)} step(s) ok)")

@@ -236,3 +236,104 @@ def delivering(ctx: RunContext, cluster: ClusterConfig) -> GateResult:
     done, detail = agent_health.caught_up(samples, started,
                                           cluster.threshold_remote_write_lag_seconds)
     return GateResult(done, f"Ready; {detail}")
+
+
+def application_name(cluster: ClusterConfig, params: Any) -> str:
+    """The ArgoCD Application a GitOps runbook works on: `-e application`, else the
+    inventory's wk_argocd_application_template filled with the cluster and `-e component`."""
+    if getattr(params, "application", ""):
+        return str(params.application)
+    if not getattr(params, "component", ""):
+        raise PreconditionFailed("name the component (-e component=thanos-store) or the ArgoCD"
+                                 " Application (-e application=...)")
+    try:
+        return cluster.argocd_application_template.format(cluster=cluster.name,
+                                                          component=params.component)
+    except (KeyError, IndexError, ValueError) as exc:
+        raise PreconditionFailed(
+            f"{cluster.name}: wk_argocd_application_template"
+            f" {cluster.argocd_application_template!r} has an unknown field ({exc}); use"
+            " {cluster} and {component}") from exc
+
+
+def application_state(cluster: ClusterConfig, name: str) -> dict[str, Any]:
+    """The Application's summary (sync, revision, health, ...), or a PreconditionFailed that
+    says it is missing."""
+    argocd_app = platform.argocd_app
+    try:
+        app = argocd_app.read(kube_api(cluster), cluster.argocd_namespace, name)
+    except platform.kube.KubeFailure as exc:
+        raise PreconditionFailed(f"{cluster.name}: {exc.message}; check -e component /"
+                                 " -e application and wk_argocd_namespace") from exc
+    state: dict[str, Any] = argocd_app.summary(app)
+    return state
+
+
+# RunContext[Any]: the gate of upgrade-chart and the gitops runbooks, whose Params each declare
+# component and application.
+def application_deployed(ctx: RunContext[Any], cluster: ClusterConfig) -> GateResult:
+    """The component's ArgoCD Application is Synced and Healthy (its objects are what git
+    says and its workloads are Ready); otherwise names what is not."""
+    name = application_name(cluster, ctx.params)
+    state = application_state(cluster, name)
+    text = f"{name}: {state['sync']} at {state['revision'][:12]}, {state['health']}"
+    if state["sync"] == "Synced" and state["health"] == "Healthy":
+        return GateResult(True, text)
+    argocd_app = platform.argocd_app
+    client = kube_api(cluster)
+    problems = argocd_app.unhealthy(client, argocd_app.read(client, cluster.argocd_namespace,
+                                                            name))
+    return GateResult(False, text + (": " + " | ".join(problems) if problems else ""))
+
+
+def receive_applications(ctx: RunContext[Any]) -> dict[str, str]:
+    """The receivers' ArgoCD Application per cluster (wk_argocd_application_template with the
+    component wk_receive_statefulset): GitOps-mode hashring and scaling ask it to sync at
+    their commit instead of waiting for its next poll of git."""
+    found = {}
+    for cluster in ctx.clusters:
+        try:
+            found[cluster.name] = cluster.argocd_application_template.format(
+                cluster=cluster.name, component=cluster.receive_statefulset)
+        except (KeyError, IndexError, ValueError):
+            continue  # no usable template: the automated sync applies the commit
+    return found
+
+
+# RunContext[Any]: the gate of metrics-missing and upgrade-prometheus; their Params may declare
+# lookback and stale_seconds (else an hour, and wk_threshold_remote_write_lag_seconds).
+def jobs_fresh(ctx: RunContext[Any], cluster: ClusterConfig) -> GateResult:
+    """Every expected job of the cluster has a fresh `up` sample in Query and is up."""
+    if cluster.role != "workload" or cluster.query_url is None:
+        return GateResult(True, "not a workload cluster with wk_query_url")
+    params = ctx.params
+    findings = platform.diagnose_probe.missing_metrics({
+        "query_url": cluster.query_url, "cluster": cluster.cluster or cluster.name,
+        "expected_jobs": list(cluster.expected_jobs),
+        "lookback": float(getattr(params, "lookback", 3600.0)),
+        "stale_seconds": float(getattr(params, "stale_seconds", 0.0)) or
+        cluster.threshold_remote_write_lag_seconds,
+        "timeout": 10.0})
+    bad = [f for f in findings if f["status"] != "ok"]
+    text = "; ".join(f"{f['name']}: {f['evidence']}" for f in (bad or findings))
+    return GateResult(not bad, text)
+
+
+def awaited(check: Any) -> Any:
+    """A gate re-evaluated every 2 s until it passes or the run's `settle_timeout` passes
+    (a restarted program needs a scrape and a send before it can pass), then its last
+    evidence."""
+    def gate(ctx: RunContext[Any], cluster: ClusterConfig) -> GateResult:
+        deadline = time.monotonic() + float(getattr(ctx.params, "settle_timeout", 0.0))
+        attempts = 0
+        while True:
+            attempts += 1
+            result: GateResult = check(ctx, cluster)
+            if result.ok or time.monotonic() >= deadline:
+                if attempts > 1:
+                    return GateResult(result.ok, f"{result.evidence} (after {attempts} tries)")
+                return result
+            time.sleep(2.0)
+
+    gate.__doc__ = check.__doc__
+    return gate

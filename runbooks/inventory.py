@@ -189,9 +189,16 @@ class ClusterConfig(BaseModel):
     # Operations checklists (runbooks/checklists/checklists.py; docs/inventory.md: defaults' why).
     grafana_auth: BasicAuth | None = None
     argocd_namespace: str = "argocd"
+    # The ArgoCD Application of a component on a cluster (fields {cluster}: the inventory host
+    # name, {component}: e.g. thanos-store): upgrade-chart and the gitops-* runbooks.
+    argocd_application_template: str = "{cluster}-{component}"
+    # argocd-cm application.resourceTrackingMethod: how ArgoCD marks an Application's objects
+    # (a re-sync by apply writes the same mark, so ArgoCD keeps counting them as its own).
+    argocd_tracking_method: Literal["annotation", "label", "annotation+label"] = "annotation"
     # Re-sync from git (the emergency runbooks' remedy for drift): the agent's ArgoCD
     # Application; how to re-sync (argocd: ask ArgoCD to sync; apply: render the Application's
-    # path from wk_git_url and server-side apply it); the kubectl that renders and diffs.
+    # path from wk_git_url and server-side apply it); the kubectl that renders and diffs, and
+    # the helm that inflates a Kustomization's helmCharts (`kubectl kustomize --enable-helm`).
     agent_application: str = ""
     # scale-agents: pod annotations per shard number (e.g. an address plan: the lab's IPs).
     agent_shard_pod_annotations: dict[str, dict[str, str]] = Field(default_factory=dict)
@@ -201,6 +208,7 @@ class ClusterConfig(BaseModel):
     prometheus_replica_label: str = "replica"
     resync_mode: Literal["argocd", "apply"] = "argocd"
     kubectl: str = "kubectl"
+    helm: str = "helm"
     data_volume_paths: tuple[str, ...] = ()
     log_index_pattern: str = "logs-*"
     log_retention_days: int = Field(30, ge=1)

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     # The same files by their repository path, for mypy (see the docstring).
     from plugins.module_utils import agent_health as agent_health
     from plugins.module_utils import agent_shards as agent_shards
+    from plugins.module_utils import argocd_app as argocd_app
     from plugins.module_utils import diagnose_probe as diagnose_probe
     from plugins.module_utils import hashring as hashring
     from plugins.module_utils import kube as kube
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
 #: The module_utils modules the runbooks use, each an attribute of this module.
 MODULES = (
     "agent_health",  # the agent's WAL, queues and catch-up after a restart
+    "argocd_app",  # an ArgoCD Application's sync and health (the gitops runbooks' gates)
     "agent_shards",  # scale-agents: hashmod shard names
     "diagnose_probe",  # the diagnostics' I/O (metrics-missing's freshness gate)
     "hashring",  # ring parsing and Thanos' config hash

@@ -38,6 +38,11 @@ BUILTIN = (
     # emergency: receiver-down; remote-write-failing, metrics-missing (issue 7)
     "runbooks.emergency.receiver_down",
     "runbooks.emergency.emergency",
+    # updates and patches; the GitOps workflow (issue 15)
+    "runbooks.upgrades.upgrade_chart",
+    "runbooks.upgrades.upgrade_thanos",  # upgrade-thanos, upgrade-prometheus
+    "runbooks.upgrades.patch_images",
+    "runbooks.gitops.gitops",
     # quick reference
     "runbooks.quickref.status",
     "runbooks.quickref.ping",

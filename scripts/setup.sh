@@ -15,6 +15,8 @@ command -v openssl >/dev/null || need_apt+=(openssl)
 command -v mvn >/dev/null || need_apt+=(maven)
 # Lab fault tests: a blocked port is an nftables drop rule scoped to one lab address and port.
 command -v nft >/dev/null || need_apt+=(nftables)
+# ArgoCD in the lab keeps its cache in Redis (the lab starts its own instance).
+command -v redis-server >/dev/null || need_apt+=(redis-server)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]} from Debian"
   export DEBIAN_FRONTEND=noninteractive

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from watchkeeper_lab import build, controlplane, network, platform, seed, topology
+from watchkeeper_lab import argocd, build, charts, controlplane, network, platform, seed, topology
 from watchkeeper_lab.errors import LabError
 from watchkeeper_lab.process import Record, start, stop
 from watchkeeper_lab.topology import Addresses
@@ -36,7 +36,8 @@ Progress = Callable[[str], None]
 OPENSEARCH_USER = "watchkeeper-lab"
 #: Every program the lab runs (each pinned in versions.toml).
 LAB_PROGRAMS = ["thanos", "minio", "opensearch", "prometheus", "alertmanager", "etcd",
-                "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kwok"]
+                "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kwok",
+                "helm"]
 HEALTH_DEADLINE = 180.0
 #: Workloads the node agent runs as pods, and how long `up` waits for them to be Ready.
 PODS_DEADLINE = 240.0
@@ -59,11 +60,18 @@ class ComponentStatus:
 class LabStatus:
     inventory: Path
     components: tuple[ComponentStatus, ...]
+    #: Builds under way on this machine (the background builds after `up`: second versions,
+    #: ArgoCD and its tools); each is used once it is built.
+    building: tuple[str, ...] = ()
+    #: Who syncs the platform from git: "argocd", or "lab" until ArgoCD is built.
+    syncer: str = "lab"
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "inventory": str(self.inventory),
             "components": [asdict(c) for c in self.components],
+            "building": list(self.building),
+            "syncer": self.syncer,
         }
 
 
@@ -95,6 +103,15 @@ def default_lab_dir() -> Path:
 
 
 def _http_ok(url: str, timeout: float = 2.0) -> tuple[bool, str]:
+    if url.startswith("tcp://"):  # a program without an HTTP health endpoint (Redis)
+        import socket
+
+        host, port = url[len("tcp://"):].rsplit(":", 1)
+        try:
+            socket.create_connection((host, int(port)), timeout=timeout).close()
+            return True, "accepts connections"
+        except OSError as exc:
+            return False, str(exc)
     context = controlplane.unverified_tls() if url.startswith("https:") else None
     try:
         with urllib.request.urlopen(url, timeout=timeout, context=context) as response:
@@ -165,6 +182,14 @@ class Lab:
     def nodeagent_dir(self) -> Path:
         return self.dir / "nodeagent"
 
+    @property
+    def chart_repo_dir(self) -> Path:
+        return self.dir / "chart-repo"
+
+    @property
+    def chart_repo_url(self) -> str:
+        return f"http://{self.addresses.charts}:{charts.PORT}"
+
     def _components(self, binaries: dict[str, Path], versions: dict[str, str]) -> list[Component]:
         """The processes the lab runs itself. The platform's workloads (receivers, query,
         store, Alertmanager, the agents) are pods: the node agent runs those."""
@@ -210,6 +235,11 @@ class Lab:
                        "--pod-network", self.podnet.prefix if self.podnet else ""),
                       f"http://{a.node}:10248/healthz", own_namespace=False),
         ]
+        comps.append(Component(
+            "chart-repo", f"{a.charts}:{charts.PORT}", "watchkeeper",
+            (sys.executable, "-m", "http.server", str(charts.PORT), "--bind", a.charts,
+             "--directory", str(self.chart_repo_dir)),
+            f"http://{a.charts}:{charts.PORT}/index.yaml"))
         epoch = self._canary_epoch()
         prometheus = str(binaries["prometheus"])
         for i, cluster in enumerate(topology.CLUSTERS):
@@ -227,6 +257,27 @@ class Lab:
              "--storage.tsdb.min-block-duration=2h", "--storage.tsdb.retention.time=1d"),
             f"http://{a.prometheus}:9090/-/ready",
         ))
+        found = argocd.programs()
+        if found is not None:
+            # In a namespace of their own, as ArgoCD runs in a cluster of its own, talking to
+            # the API server over the pod network.
+            tools = argocd.tools_dir(self.dir, found)
+            argo_env = argocd.environment(self.dir, tools, self.kubeconfig)
+            host = a.argocd
+            comps += [
+                Component("argocd-redis", f"{host}:{argocd.REDIS_PORT}", _redis_version(),
+                          tuple(argocd.redis_argv(host)), f"tcp://{host}:{argocd.REDIS_PORT}"),
+                Component("argocd-repo-server", f"{host}:{argocd.REPO_SERVER_PORT}",
+                          versions.get("argocd", "?"),
+                          tuple(argocd.repo_server_argv(tools, host)),
+                          f"http://{host}:{argocd.REPO_SERVER_METRICS_PORT}/healthz",
+                          env=argo_env),
+                Component("argocd-application-controller",
+                          f"{host}:{argocd.CONTROLLER_METRICS_PORT}", versions.get("argocd", "?"),
+                          tuple(argocd.controller_argv(tools, host)),
+                          f"http://{host}:{argocd.CONTROLLER_METRICS_PORT}/metrics",
+                          env=argo_env),
+            ]
         home = binaries["opensearch"]
         comps.append(Component(
             "opensearch", f"{a.opensearch}:9200", versions["opensearch"],
@@ -321,6 +372,9 @@ class Lab:
             progress("reduced mode (not root): every program on its own 127/8 address, no pod"
                      " namespaces and no pod proxy")
         binaries = build.ensure_all(progress, LAB_PROGRAMS)
+        build.start_background(progress)
+        if argocd.programs() is not None:
+            binaries["argocd"] = argocd.programs().home  # type: ignore[union-attr]
         state = self._load_state()
         versions = self._versions(binaries, state)
         self._write_configs(binaries["opensearch"])
@@ -334,9 +388,12 @@ class Lab:
                 self._ensure_running(by_name[name], state, progress)
                 self._save_state(state)
 
+        published = charts.publish(binaries["helm"], self.chart_repo_dir, self.chart_repo_url)
         # OpenSearch takes the longest to start: launch it first, wait for it last.
-        run("opensearch", "s3", "etcd", "kube-apiserver")
-        self._wait_healthy([by_name["s3"], by_name["kube-apiserver"]], progress)
+        run("opensearch", "s3", "etcd", "kube-apiserver", "chart-repo")
+        self._wait_healthy([by_name["s3"], by_name["kube-apiserver"], by_name["chart-repo"]],
+                           progress)
+        progress(f"chart repository {self.chart_repo_url}: {len(published)} chart packages")
         contexts = {c: platform.NAMESPACES[c] for c in
                     [platform.OBSERVABILITY, *topology.CLUSTERS]}
         controlplane.write_kubeconfig(self.kube_dir, f"https://{self.addresses.apiserver}:6443",
@@ -344,8 +401,17 @@ class Lab:
         self._seed_buckets(env)
         self._kube_objects(env)
         run("kube-controller-manager", "kube-scheduler", "kwok", "node-agent")
-        seed.gitops_repo(self.dir / "git" / "platform.git", self.addresses)
-        self.sync_from_git(binaries["kubectl"], progress)
+        bare = self.dir / "git" / "platform.git"
+        seed.gitops_repo(bare, self.addresses, self.chart_repo_url)
+        if "argocd-application-controller" in by_name:
+            self._argocd_sync(binaries["kubectl"], progress)
+            run("argocd-redis", "argocd-repo-server", "argocd-application-controller")
+            took = argocd.wait_synced(self.kubeconfig, self.git_head(), progress)
+            progress(f"ArgoCD synced every Application from {bare} in {took:.1f} s")
+        else:
+            progress("ArgoCD is not built yet: the lab applies the platform from git itself;"
+                     " the next `lab up` after the build hands it to ArgoCD")
+            self.sync_from_git(binaries["kubectl"], progress, binaries["helm"])
         run(*[c.name for c in components if c.name.startswith(("canary-", "prometheus-ha"))])
         self._wait_healthy(components, progress)
         self._wait_pods(progress)
@@ -357,11 +423,35 @@ class Lab:
 
     # ------------------------------------------------------------------ Kubernetes
     def _write_images(self, binaries: dict[str, Path]) -> None:
-        """The node agent's map from image repository to the lab's build of that program."""
+        """The node agent's map from image `repository:tag` to the lab's build of that
+        version (a background build's path before it exists: the pull waits for it)."""
+        del binaries
         self.nodeagent_dir.mkdir(parents=True, exist_ok=True)
-        images = {image.rsplit(":", 1)[0]: str(binaries[program])
-                  for program, image in platform.IMAGES.items()}
+        images = {spec.image: str(build.path_of(spec)) for spec in build.load_specs().values()
+                  if spec.image}
         (self.nodeagent_dir / "images.json").write_text(json.dumps(images, indent=2))
+
+    def git_head(self) -> str:
+        """The commit on main of the lab's GitOps repository."""
+        return seed.git(["rev-parse", "main"], self.dir / "git" / "platform.git").strip()
+
+    def argocd_running(self) -> bool:
+        """ArgoCD's controller is running: it, not the lab, syncs the platform from git."""
+        raw = self._load_state().get("processes", {}).get("argocd-application-controller")
+        return bool(raw) and _record(raw).alive()
+
+    def _argocd_sync(self, kubectl: Path, progress: Progress) -> None:
+        """Install ArgoCD's objects (its own CRDs and settings, the AppProject) and the
+        platform's Applications, the bootstrap an operator applies once; ArgoCD syncs the
+        rest from git."""
+        found = argocd.programs()
+        assert found is not None
+        argocd.install(kubectl, self.kubeconfig, found)
+        checkout = self._checkout()
+        self._kubectl(kubectl, "apply", "--server-side", "--force-conflicts",
+                      "--field-manager=lab-gitops", "-k", str(checkout / "argocd" / "applications"))
+        progress("ArgoCD installed (CRDs, settings, AppProject default) with the platform's"
+                 " Applications; it syncs them from git")
 
     def core_api(self) -> Any:
         from kubernetes import client, config
@@ -393,16 +483,36 @@ class Lab:
                 raise
             api.patch_namespaced_secret("thanos-objstore", "monitoring", secret)
 
-    def _kubectl(self, kubectl: Path, *args: str) -> str:
+    def _kubectl(self, kubectl: Path, *args: str, stdin: str | None = None) -> str:
         proc = subprocess.run([str(kubectl), f"--kubeconfig={self.kubeconfig}", *args],
-                              capture_output=True, text=True)
+                              capture_output=True, text=True, input=stdin)
         if proc.returncode != 0:
             raise LabError(f"kubectl {' '.join(args)} failed: {proc.stderr.strip()}")
         return proc.stdout
 
-    def sync_from_git(self, kubectl: Path, progress: Progress = lambda s: None) -> None:
+    def sync_from_git(self, kubectl: Path, progress: Progress = lambda s: None,
+                      helm: Path | None = None) -> None:
         """What ArgoCD does for the lab: apply each cluster's tree from the GitOps repository
         (server-side apply, so a second `up` changes nothing unless git did)."""
+        checkout = self._checkout()
+        bare = self.dir / "git" / "platform.git"
+        apply = ("apply", "--server-side", "--force-conflicts", "--field-manager=lab-gitops")
+        installed = subprocess.run(
+            [str(kubectl), f"--kubeconfig={self.kubeconfig}", "get", "--ignore-not-found",
+             "-o", "name", "crd/applications.argoproj.io"], capture_output=True, text=True)
+        if not installed.stdout.strip():  # never over ArgoCD's own, once installed
+            self._kubectl(kubectl, *apply, "-k", str(checkout / "argocd" / "crd"))
+            argocd.wait_established(kubectl, self.kubeconfig, "applications.argoproj.io")
+        self._kubectl(kubectl, *apply, "-k", str(checkout / "argocd" / "applications"))
+        helm = helm or build.ensure(build.load_specs()["helm"], progress)
+        for cluster in platform.NAMESPACES:
+            rendered = self._kubectl(kubectl, "kustomize", "--enable-helm",
+                                     f"--helm-command={helm}", str(checkout / "clusters" / cluster))
+            self._kubectl(kubectl, *apply, "-f", "-", stdin=rendered)
+        progress(f"platform synced from {bare} into {', '.join(platform.NAMESPACES)}")
+
+    def _checkout(self) -> Path:
+        """The lab's working copy of the GitOps repository, at origin/main."""
         checkout = self.dir / "gitops"
         bare = self.dir / "git" / "platform.git"
         if not (checkout / ".git").exists():
@@ -410,14 +520,7 @@ class Lab:
         else:
             seed.git(["fetch", "-q", "origin"], checkout)
             seed.git(["reset", "-q", "--hard", "origin/main"], checkout)
-        apply = ("apply", "--server-side", "--force-conflicts", "--field-manager=lab-gitops")
-        self._kubectl(kubectl, *apply, "-k", str(checkout / "argocd" / "crd"))
-        self._kubectl(kubectl, "wait", "--for=condition=Established", "--timeout=60s",
-                      "crd/applications.argoproj.io")
-        self._kubectl(kubectl, *apply, "-k", str(checkout / "argocd" / "applications"))
-        for cluster in platform.NAMESPACES:
-            self._kubectl(kubectl, *apply, "-k", str(checkout / "clusters" / cluster))
-        progress(f"platform synced from {bare} into {', '.join(platform.NAMESPACES)}")
+        return checkout
 
     def _wait_pods(self, progress: Progress) -> None:
         """Every StatefulSet and Deployment of the platform at its replicas, all Ready."""
@@ -587,25 +690,26 @@ class Lab:
             healthy, detail = (_http_ok(url) if url else (True, "")) if alive else (
                 False, "not running")
             program = self._program_of(raw["argv0"])
+            version = versions.get(program, program)
+            if raw.get("image"):  # the version its image tag names (the lab builds several)
+                version = raw["image"].split("@", 1)[0].rsplit(":", 1)[-1].lstrip("v")
             components.append(ComponentStatus(
-                f"pod/{name}", raw["ip"], versions.get(program, program),
+                f"pod/{name}", raw["ip"], version,
                 record.pid if alive else None, healthy, "" if healthy else detail,
                 port_urls(raw["ip"], raw.get("ports", {}))))
         git = self.dir / "git" / "platform.git"
         exists = (git / "HEAD").exists()
         components.append(ComponentStatus("git", f"file://{git}", _git_version(), None, exists,
                                           "" if exists else "not created"))
-        return LabStatus(self.inventory_dir, tuple(components))
+        return LabStatus(self.inventory_dir, tuple(components), tuple(build.building()),
+                         "argocd" if self.argocd_running() else "lab")
 
-    def _program_of(self, binary: str) -> str:
-        """Which pinned program a pod runs (images.json maps image -> binary)."""
-        try:
-            images = json.loads((self.nodeagent_dir / "images.json").read_text())
-        except (OSError, ValueError):
-            images = {}
-        for program, image in platform.IMAGES.items():
-            if images.get(image.rsplit(":", 1)[0]) == binary:
-                return program
+    @staticmethod
+    def _program_of(binary: str) -> str:
+        """Which program of versions.toml a pod runs (by the build's path)."""
+        for spec in build.load_specs().values():
+            if spec.image and str(build.path_of(spec)) == binary:
+                return spec.name
         return Path(binary).name
 
     def _all_records(self) -> list[dict[str, Any]]:
@@ -652,7 +756,9 @@ class Lab:
             halt(f"pod/{name}", pods[name], min(grace, 300.0))
 
         def rank(name: str) -> int:
-            for i, prefix in enumerate(("canary-", "prometheus", "kwok", "kube-scheduler",
+            for i, prefix in enumerate(("argocd-application-controller", "argocd-repo-server",
+                                        "argocd-redis", "canary-", "prometheus", "kwok",
+                                        "kube-scheduler",
                                         "kube-controller-manager", "kube-apiserver", "etcd",
                                         "opensearch", "s3")):
                 if name.startswith(prefix):
@@ -678,7 +784,8 @@ class Lab:
 
         write_lab_inventory(self.inventory_dir, self.addresses, versions,
                             git_url=f"file://{self.dir / 'git' / 'platform.git'}",
-                            kubeconfig=self.kubeconfig, lab_dir=self.dir, kubectl=kubectl)
+                            kubeconfig=self.kubeconfig, lab_dir=self.dir, kubectl=kubectl,
+                            argocd=self.argocd_running())
 
 
 def port_urls(ip: str, ports: dict[str, int]) -> dict[str, str]:
@@ -748,6 +855,12 @@ def _sent_timestamp(agent_ip: str) -> float:
 
 def _record(raw: dict[str, Any]) -> Record:
     return Record(int(raw["pid"]), int(raw["start_ticks"]), str(raw["argv0"]))
+
+
+def _redis_version() -> str:
+    out = subprocess.run(["redis-server", "--version"], capture_output=True, text=True)
+    words = [w for w in out.stdout.split() if w.startswith("v=")]
+    return words[0][2:] if words else "?"
 
 
 def _git_version() -> str:

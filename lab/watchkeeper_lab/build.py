@@ -3,7 +3,8 @@ registries once, cached by name and version.
 
 Go programs whose go.mod has replace directives (Thanos, etcd) cannot be `go install`ed; they
 are built as dependencies of a small wrapper module of ours that copies the program's replace
-list. Nothing is copied out of the module cache.
+list. ArgoCD, whose go.mod replaces a module with a directory its module zip leaves out, is
+built in a copy of its module under the cache's build directory (never in the repository).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import logging
 import os
 import shutil
 import subprocess
+import sys
 import threading
 import time
 import tomllib
@@ -44,8 +46,26 @@ class Spec:
     options: dict[str, Any]
 
     @property
+    def program(self) -> str:
+        """The program this is a version of (several entries may build one program)."""
+        return str(self.options.get("program", self.name))
+
+    @property
     def binary_name(self) -> str:
-        return str(self.options.get("binary", self.name))
+        return str(self.options.get("binary", self.program))
+
+    @property
+    def image(self) -> str | None:
+        """`repository:tag` of the container image that runs this build, if pods run it."""
+        repository = self.options.get("image")
+        if not repository:
+            return None
+        return f"{repository}:{self.options.get('tag', self.version)}"
+
+    @property
+    def background(self) -> bool:
+        """Not needed to bring the lab up: built once the lab is up."""
+        return bool(self.options.get("background", False))
 
 
 def load_specs() -> dict[str, Spec]:
@@ -91,6 +111,12 @@ def _go_env(spec: Spec, build_dir: Path) -> dict[str, str]:
             "GOTOOLCHAIN": toolchain, "GOBIN": str(build_dir / "gobin")}
 
 
+def _ldflags(spec: Spec) -> str:
+    """`-s -w` and the spec's own; `{v}` is the version without its `v`, `{V}` with it."""
+    own = str(spec.options.get("ldflags", "")).format(v=spec.version.lstrip("v"), V=spec.version)
+    return f"-s -w {own}".strip()
+
+
 def _wrapper_module(spec: Spec, workdir: Path, logfile: Path, env: dict[str, str]) -> Any:
     """Create our wrapper module (once) and return the program's own go.mod, parsed."""
     module = spec.options["module"]
@@ -115,8 +141,10 @@ def _build_go_wrapper(spec: Spec, dest: Path, workdir: Path, logfile: Path) -> N
         lhs = old["Path"] + (f"@{old['Version']}" if old.get("Version") else "")
         _run(["go", "mod", "edit", f"-replace={lhs}={new['Path']}@{new['Version']}"],
              workdir, logfile, env)
+    for extra in spec.options.get("replace", []):  # ours, where upstream's no longer resolves
+        _run(["go", "mod", "edit", f"-replace={extra}"], workdir, logfile, env)
     _run(["go", "get", "-tool", f"{package}@{spec.version}"], workdir, logfile, env)
-    ldflags = "-s -w " + str(spec.options.get("ldflags", "")).format(v=spec.version.lstrip("v"))
+    ldflags = _ldflags(spec)
     tags = str(spec.options.get("tags", "netgo"))
     _run(["go", "build", "-trimpath", "-tags", tags, "-ldflags", ldflags, "-o",
           str(dest), package], workdir, logfile, env)
@@ -156,10 +184,58 @@ def _build_go_k8s_group(specs: list[Spec], dests: list[Path], workdir: Path,
 
 def _build_go_install(spec: Spec, dest: Path, workdir: Path, logfile: Path) -> None:
     env = _go_env(spec, workdir)
-    _run(["go", "install", "-trimpath", f"{spec.options['package']}@{spec.version}"], workdir,
-         logfile, env)
-    built = workdir / "gobin" / Path(spec.options["package"]).name
-    shutil.move(str(built), dest)
+    package = spec.options["package"]
+    _run(["go", "install", "-trimpath", "-tags", str(spec.options.get("tags", "netgo")),
+          "-ldflags", _ldflags(spec), f"{package}@{spec.version}"], workdir, logfile, env)
+    name = Path(package).name
+    if name.startswith("v") and name[1:].isdigit():  # a major-version suffix: .../kustomize/v5
+        name = Path(package).parent.name
+    shutil.move(str(workdir / "gobin" / name), dest)
+
+
+def _module_dir(module: str, version: str, workdir: Path, logfile: Path,
+                env: dict[str, str]) -> Path:
+    info = json.loads(_run(["go", "mod", "download", "-json", f"{module}@{version}"], workdir,
+                           logfile, env))
+    if info.get("Error"):
+        raise LabError(f"{module}@{version}: {info['Error']} (log {logfile})")
+    return Path(info["Dir"])
+
+
+def _build_go_module_copy(spec: Spec, dest: Path, workdir: Path, logfile: Path) -> None:
+    """Build inside a writable copy of the module (for a go.mod that replaces modules with
+    directories of its own repository): `copy_in` puts those modules where go.mod expects
+    them, `stubs` writes files the build embeds but the module leaves out. `dest` is a
+    directory: bin/<binary> and the module files named in `keep`."""
+    env = _go_env(spec, workdir)
+    source = workdir / "src"
+    if source.exists():
+        shutil.rmtree(source)
+    shutil.copytree(_module_dir(spec.options["module"], spec.version, workdir, logfile, env),
+                    source)
+    for relative, module in spec.options.get("copy_in", {}).items():
+        shutil.copytree(_module_dir(module, spec.version, workdir, logfile, env),
+                        source / relative)
+    for path in [source, *source.rglob("*")]:  # the module cache is read-only
+        path.chmod(path.stat().st_mode | 0o200)
+    for relative, text in spec.options.get("stubs", {}).items():
+        (source / relative).parent.mkdir(parents=True, exist_ok=True)
+        (source / relative).write_text(text)
+    _run(["go", "mod", "download"], source, logfile, env)
+    (dest / "bin").mkdir(parents=True)
+    _run(["go", "build", "-trimpath", "-tags", str(spec.options.get("tags", "netgo")),
+          "-ldflags", _ldflags(spec), "-o", str(dest / "bin" / spec.binary_name),
+          spec.options["package"]], source, logfile, env)
+    for relative in spec.options.get("keep", []):
+        target = dest / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if (source / relative).is_dir():
+            shutil.copytree(source / relative, target)
+        else:
+            shutil.copy2(source / relative, target)
+            if target.suffix == ".sh":  # module files carry no mode bits
+                target.chmod(0o755)
+    shutil.rmtree(source)  # gigabytes of Go sources are not kept
 
 
 def _fetch_maven(spec: Spec, dest: Path, workdir: Path, logfile: Path) -> None:
@@ -177,17 +253,19 @@ def _fetch_maven(spec: Spec, dest: Path, workdir: Path, logfile: Path) -> None:
 
 
 _BUILDERS = {"go-wrapper": _build_go_wrapper, "go-install": _build_go_install,
-             "maven": _fetch_maven}
+             "go-module-copy": _build_go_module_copy, "maven": _fetch_maven}
 
 
 def _override(spec: Spec) -> Path | None:
-    explicit = os.environ.get(f"WATCHKEEPER_LAB_{spec.name.upper()}")
+    variable = "WATCHKEEPER_LAB_" + spec.name.upper().replace("-", "_")
+    explicit = os.environ.get(variable)
     if explicit:
         path = Path(explicit)
         if not path.exists():
-            raise LabError(f"WATCHKEEPER_LAB_{spec.name.upper()}={explicit} does not exist")
+            raise LabError(f"{variable}={explicit} does not exist")
         return path
-    if os.environ.get("WATCHKEEPER_LAB_USE_PATH") == "1":
+    # PATH holds one version of a program: it stands in for the main entry only.
+    if os.environ.get("WATCHKEEPER_LAB_USE_PATH") == "1" and spec.program == spec.name:
         found = shutil.which(spec.binary_name)
         if found:
             return Path(found)
@@ -195,13 +273,15 @@ def _override(spec: Spec) -> Path | None:
 
 
 #: Cold build seconds on 2 cores (measured), for the share of the total a build line shows.
-ESTIMATE_SECONDS = {"thanos": 300, "minio": 200, "etcd": 80, "kwok": 180, "opensearch": 15,
-                    "k8s": 600}
+ESTIMATE_SECONDS = {"thanos": 300, "thanos-previous": 300, "minio": 200, "etcd": 80,
+                    "kwok": 180, "opensearch": 15, "k8s": 600, "prometheus-v3": 300,
+                    "helm": 150, "kustomize": 80, "argocd": 700}
 
 
 def _dest(spec: Spec) -> Path:
-    directory = cache_root() / "bin" / spec.name / spec.version
-    return directory / (spec.binary_name if spec.source != "maven" else "home")
+    directory = cache_root() / "bin" / spec.program / spec.version
+    home = spec.source == "maven" or spec.options.get("layout") == "home"
+    return directory / ("home" if home else spec.binary_name)
 
 
 def _cached(spec: Spec) -> Path | None:
@@ -335,3 +415,65 @@ def ensure_all(progress: Progress, names: list[str] | None = None,
                 future.result()  # the first failure, with its log's tail
     specs = load_specs()
     return {name: ensure(specs[name], progress) for name in (names or list(specs))}
+
+
+def path_of(spec: Spec) -> Path:
+    """Where the program is, or will be once built (a background build may be under way)."""
+    return _cached(spec) or _dest(spec)
+
+
+def background_names() -> list[str]:
+    """The programs built after the lab is up (second versions, ArgoCD and its tools)."""
+    return [name for name, spec in load_specs().items() if spec.background]
+
+
+def building() -> list[str]:
+    """Builds under way on this machine now (their lock is held), by build label."""
+    busy = []
+    for path in sorted((cache_root() / "locks").glob("*.lock")):
+        with path.open("w") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                busy.append(path.stem)
+                continue
+            fcntl.flock(handle, fcntl.LOCK_UN)
+    return busy
+
+
+def start_background(progress: Progress) -> int | None:
+    """Build the background programs in a detached process (its log in the cache's logs/);
+    the PID, or None when nothing is missing or every missing build is already under way.
+    The process outlives `lab down`: the cache is the machine's, and a build that was stopped
+    half-way starts over."""
+    missing = [spec.name for group in plan(background_names()) for spec in group]
+    if not missing or set(missing) <= set(building()):
+        return None
+    logfile = cache_root() / "logs" / "build-background.log"
+    logfile.parent.mkdir(parents=True, exist_ok=True)
+    with logfile.open("a") as handle:
+        proc = subprocess.Popen([sys.executable, "-m", "watchkeeper_lab.build", *missing],
+                                stdout=handle, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+    progress(f"building {', '.join(missing)} in the background (pid {proc.pid}, log"
+             f" {logfile}); the lab uses each once it is built")
+    return proc.pid
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Build the lab's programs into the cache.")
+    parser.add_argument("names", nargs="*", help="entries of versions.toml (default: all)")
+    args = parser.parse_args(argv)
+    try:
+        ensure_all(lambda line: print(time.strftime("%H:%M:%S"), line, flush=True),
+                   args.names or None)
+    except LabError as exc:
+        print(f"error: {exc}", flush=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -18,7 +18,8 @@ from watchkeeper_lab.topology import Addresses
 
 def write_lab_inventory(directory: Path, a: Addresses, versions: dict[str, str],
                         git_url: str, kubeconfig: Path | None = None,
-                        lab_dir: Path | None = None, kubectl: Path | None = None) -> Path:
+                        lab_dir: Path | None = None, kubectl: Path | None = None,
+                        argocd: bool = False) -> Path:
     receivers_http = [f"http://{a.receiver(i)}:10902" for i in range(topology.RECEIVERS)]
     receivers_grpc = [f"{a.receiver(i)}:10901" for i in range(topology.RECEIVERS)]
     common = {
@@ -48,9 +49,13 @@ def write_lab_inventory(directory: Path, a: Addresses, versions: dict[str, str],
         "wk_thanos_binary": str(build.ensure(build.load_specs()["thanos"], lambda line: None)),
         "wk_prometheus_binary": str(build.ensure(build.load_specs()["prometheus"],
                                                  lambda line: None)),
+        # Renders the GitOps repository's Kustomizations that inflate the platform's charts.
+        "wk_helm": str(build.ensure(build.load_specs()["helm"], lambda line: None)),
     }
     if kubeconfig is not None:
         common["wk_kubeconfig"] = str(kubeconfig)
+    if kubectl:  # renders and diffs the GitOps paths (re-sync, upgrade-chart): the lab's kubectl
+        common["wk_kubectl"] = str(kubectl)
     hosts: dict[str, dict[str, object]] = {}
     for i, cluster in enumerate(topology.CLUSTERS):
         receiver = a.receiver(i % topology.RECEIVERS)
@@ -63,16 +68,15 @@ def write_lab_inventory(directory: Path, a: Addresses, versions: dict[str, str],
             "wk_receive_remote_write_url": f"http://{receiver}:19291/api/v1/receive",
             # No wk_agent_log_path: agent-health reads the agent's log through pods/log, as in
             # production (the node agent serves the kubelet's /containerLogs).
-            # Drift from git is re-synced by server-side apply of the Application's path: the
-            # lab runs no ArgoCD controller to ask (lab/watchkeeper_lab/platform.py).
+            # Drift from git is re-synced by asking ArgoCD for a sync; until ArgoCD is built
+            # (the first `up` on a fresh machine), by server-side apply of the rendered path.
             "wk_agent_application": f"{cluster}-prometheus-agent",
             # scale-agents: each shard's pod address (the node agent binds pods to them).
             "wk_agent_shard_pod_annotations": {
                 str(s): {"lab.watchkeeper.io/ip": a.agent_shard(i, s)}
                 for s in range(1, topology.AGENT_SHARDS)},
-            "wk_resync_mode": "apply",
+            "wk_resync_mode": "argocd" if argocd else "apply",
             "wk_git_url": git_url,
-            **({"wk_kubectl": str(kubectl)} if kubectl else {}),
             # The agents scrape themselves and their canary (diagnose-missing-metrics).
             "wk_expected_jobs": ["prometheus-agent", "canary"],
         }

@@ -5,10 +5,14 @@ scheduler, KWOK for the node's heartbeat, Thanos, Prometheus, ...). No kubelet c
 (no container runtime), so this small loop does the part of a kubelet the runbooks depend on,
 for the pods the scheduler binds to `lab-node`:
 
-- a new pod starts the matching local program: the container image's repository names the
-  binary (images.json, written by `lab up`: the lab's pinned build, whatever the tag says),
-  `command[1:] + args` are its arguments, with `$(VAR)` expanded from the container's env
-  (values and the downward API fields metadata.name / metadata.namespace / status.podIP);
+- a new pod starts the matching local program: the container image, repository and tag,
+  names the build (images.json, written by `lab up`: `repository:tag` -> the lab's build of
+  that version). An image the lab has no build of fails as a pull does: the container waits
+  in ErrImagePull, then ImagePullBackOff, retried with the kubelet's doubling back-off; a build
+  still under way (`lab up` builds second versions after the lab is up) is retried the same
+  way and starts once it is there. `command[1:] + args` are its arguments, with `$(VAR)`
+  expanded from the container's env (values and the downward API fields metadata.name /
+  metadata.namespace / status.podIP);
 - each pod gets its own IP: `lab.watchkeeper.io/ip` on the pod template gives the address
   (for a StatefulSet, that of ordinal 0; ordinal N gets +N). As root the pod gets a network
   namespace of its own holding that address, on the lab's bridge (network.py, as a CNI bridge
@@ -71,6 +75,21 @@ NODE = "lab-node"
 IP_ANNOTATION = "lab.watchkeeper.io/ip"
 DELAY_ANNOTATION = "lab.watchkeeper.io/configmap-delay-seconds"
 _VAR = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
+#: The kubelet's image pull back-off: 10 s, doubling, at most 300 s.
+PULL_BACKOFF_FIRST = 10.0
+PULL_BACKOFF_MAX = 300.0
+
+
+class ImagePullError(Exception):
+    """The lab has no build for a container's image (or its build is not finished)."""
+
+
+def image_key(image: str) -> str:
+    """`repository:tag` of an image reference: a digest is dropped, no tag means `latest`."""
+    reference = image.split("@", 1)[0]
+    if ":" not in reference.rsplit("/", 1)[-1]:
+        reference += ":latest"
+    return reference
 
 
 def _now() -> str:
@@ -102,6 +121,8 @@ class NodeAgent:
             config.new_client_from_config(config_file=str(kubeconfig)))
         self.root = root
         self.images = images
+        #: uid -> {"failures": n, "retry_at": monotonic, "reason": ..., "message": ...}
+        self.pulls: dict[str, dict[str, Any]] = {}
         self.default_delay = default_delay
         self.podnet = podnet
         self.state_path = root / "state.json"
@@ -164,6 +185,8 @@ class NodeAgent:
             except Exception as exc:
                 log.exception("pod %s/%s", pod.metadata.namespace, pod.metadata.name)
                 self._event(pod, "Warning", "LabNodeAgentError", str(exc)[:500])
+        for uid in [u for u in self.pulls if u not in seen]:
+            del self.pulls[uid]
         for uid in [u for u in self.pods if u not in seen and u not in self.stopping]:
             # Force-deleted from the API: nothing left to report to; stop the process.
             self._terminate(uid, None, 30.0)
@@ -208,6 +231,10 @@ class NodeAgent:
         entry = self.pods.get(uid)
         record = self._record(entry) if entry else None
         if entry is None or record is None or not record.alive():
+            pull = self.pulls.get(uid)
+            if pull is not None and time.monotonic() < pull["retry_at"]:
+                self._report_waiting(pod, "ImagePullBackOff", pull["message"])
+                return
             self._start(pod, restart=entry is not None and record is not None)
             entry = self.pods.get(uid)
             if entry is None:
@@ -228,7 +255,14 @@ class NodeAgent:
             if other_uid != uid and other.get("ip") == ip and rec is not None and rec.alive():
                 return  # the previous pod with this IP is still shutting down: wait
         container = pod.spec.containers[0]
-        binary = self._binary(container.image)
+        try:
+            binary = self._binary(container.image)
+        except ImagePullError as exc:
+            self._pull_failed(pod, str(exc))
+            return
+        if self.pulls.pop(uid, None) is not None:
+            self._event(pod, "Normal", "Pulled", f"Successfully pulled image"
+                        f" \"{container.image}\" (the lab's build {binary})")
         env = self._env(pod, container, ip)
         pod_dir = self.root / "pods" / ns / name
         pod_dir.mkdir(parents=True, exist_ok=True)
@@ -259,7 +293,7 @@ class NodeAgent:
             "restarts": restarts, "started_at": _now(), "log": str(log_path),
             "ready_url": self._ready_url(pod, ip),
             "ports": {p.name or str(p.container_port): p.container_port
-                      for p in container.ports or []},
+                      for p in container.ports or []}, "image": container.image,
             "files": previous.get("files", {}), "pending": {},
             "grace": float(pod.spec.termination_grace_period_seconds or 30),
         }
@@ -268,13 +302,59 @@ class NodeAgent:
                     f" (pid {record.pid})")
 
     def _binary(self, image: str) -> str:
-        repository = image.split("@", 1)[0]
-        if ":" in repository.rsplit("/", 1)[-1]:
-            repository = repository.rsplit(":", 1)[0]
-        if repository not in self.images:
-            raise ValueError(f"image {image}: the lab has no program for {repository}"
-                             f" (known: {', '.join(sorted(self.images))})")
-        return self.images[repository]
+        """The lab's build that `image` names, or ImagePullError as a registry would answer."""
+        key = image_key(image)
+        binary = self.images.get(key)
+        if binary is None:
+            repository = key.rsplit(":", 1)[0]
+            tags = sorted(k.rsplit(":", 1)[1] for k in self.images
+                          if k.rsplit(":", 1)[0] == repository)
+            known = (f"the lab builds {repository} at {', '.join(tags)}" if tags else
+                     f"the lab builds no {repository}")
+            raise ImagePullError(f"rpc error: {key}: manifest unknown ({known})")
+        if not Path(binary).exists():
+            raise ImagePullError(f"{key}: the lab is still building it (cache path {binary})")
+        return binary
+
+    def _pull_failed(self, pod: Any, message: str) -> None:
+        """ErrImagePull now, ImagePullBackOff until the retry; the delay doubles each time."""
+        uid = pod.metadata.uid
+        pull = self.pulls.setdefault(uid, {"failures": 0})
+        pull["failures"] += 1
+        delay = min(PULL_BACKOFF_MAX, PULL_BACKOFF_FIRST * 2 ** (pull["failures"] - 1))
+        pull.update(retry_at=time.monotonic() + delay, message=message)
+        image = pod.spec.containers[0].image
+        log.warning("%s/%s: failed to pull %s: %s; retry in %.0f s", pod.metadata.namespace,
+                    pod.metadata.name, image, message, delay)
+        self._event(pod, "Warning", "Failed", f"Failed to pull image \"{image}\": {message}")
+        self._event(pod, "Normal", "BackOff", f"Back-off pulling image \"{image}\"")
+        self._report_waiting(pod, "ErrImagePull", message)
+
+    def _report_waiting(self, pod: Any, reason: str, message: str) -> None:
+        """Pending with the container waiting, as a kubelet reports a failed pull."""
+        container = pod.spec.containers[0]
+        current = next((c.state.waiting.reason for c in pod.status.container_statuses or []
+                        if c.state and c.state.waiting), None)
+        if pod.status.phase == "Pending" and current == reason:
+            return
+        now = _now()
+        body = {"status": {
+            "phase": "Pending",
+            "conditions": [
+                {"type": "PodScheduled", "status": "True", "lastTransitionTime": now},
+                {"type": "Initialized", "status": "True", "lastTransitionTime": now},
+                {"type": "ContainersReady", "status": "False", "lastTransitionTime": now,
+                 "reason": "ContainersNotReady"},
+                {"type": "Ready", "status": "False", "lastTransitionTime": now,
+                 "reason": "ContainersNotReady"},
+            ],
+            "containerStatuses": [{
+                "name": container.name, "image": container.image, "imageID": "",
+                "ready": False, "started": False, "restartCount": 0,
+                "state": {"waiting": {"reason": reason, "message": message}},
+            }],
+        }}
+        self.api.patch_namespaced_pod_status(pod.metadata.name, pod.metadata.namespace, body)
 
     @staticmethod
     def _env(pod: Any, container: Any, ip: str) -> dict[str, str]:
@@ -718,7 +798,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--kubeconfig", type=Path, required=True)
     parser.add_argument("--root", type=Path, required=True, help="the agent's directory")
     parser.add_argument("--images", type=Path, required=True,
-                        help="JSON: image repository -> local binary")
+                        help="JSON: image repository:tag -> local binary")
     parser.add_argument("--healthz", required=True, help="address:port of /healthz")
     parser.add_argument("--kubelet-address", default="",
                         help="address:port of the kubelet's /containerLogs (pods/log)")

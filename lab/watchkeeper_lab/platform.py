@@ -1,12 +1,15 @@
 """The platform's Kubernetes objects, as the lab's GitOps repository holds them.
 
-`base/<component>/` is the component as production deploys it (Service DNS names, standard
-ports, production retention). `clusters/<cluster>/<component>/` is what ArgoCD syncs for one
-cluster: the base in that cluster's namespace plus the lab's patches, which carry what differs
-in the lab: pod addresses instead of DNS (the lab has no cluster DNS or kube-proxy; the node
-agent gives each pod the IP in `lab.watchkeeper.io/ip`), 2-minute blocks so uploads come within
-minutes. `argocd/` holds the Application CRD and one Application per component and cluster.
-`lab up` applies the tree with `kubectl apply -k` (kubectl's built-in kustomize).
+Thanos Receive, Query, Store and the Prometheus Agents are Helm charts of our own (charts/,
+served by the lab's chart repository); `clusters/<cluster>/<component>/` inflates the chart at
+a version with that cluster's values (Kustomize `helmCharts:`) and patches what differs in the
+lab: pod addresses instead of DNS (the lab has no cluster DNS or kube-proxy; the node agent
+gives each pod the IP in `lab.watchkeeper.io/ip`). The chart values carry the rest (2-minute
+blocks so uploads come within minutes). Alertmanager and the Prometheus server are plain
+Kustomize bases (`base/<component>/`, as production deploys them) with the same kind of
+overlay. `argocd/` holds the Application CRD and one Application per component and cluster.
+ArgoCD syncs the tree (its repo-server renders with `--enable-helm`); until ArgoCD is built,
+`lab up` renders it with `kubectl kustomize --enable-helm` and applies it.
 """
 
 from __future__ import annotations
@@ -29,6 +32,10 @@ ALERTMANAGER_IMAGE = "quay.io/prometheus/alertmanager:v0.25.0"
 IMAGES = {"thanos": THANOS_IMAGE, "prometheus": PROMETHEUS_IMAGE,
           "alertmanager": ALERTMANAGER_IMAGE}
 IP_ANNOTATION = "lab.watchkeeper.io/ip"
+#: The chart version of each charted component the lab's clusters run (charts/versions.json
+#: lists every version the chart repository serves).
+CHART_VERSIONS = {"thanos-receive": "1.1.0", "thanos-query": "1.1.0", "thanos-store": "1.1.0",
+                  "prometheus-agent": "1.0.0"}
 RECEIVE_LABELS = {"app.kubernetes.io/name": "thanos-receive",
                   "app.kubernetes.io/component": "receive"}
 
@@ -114,58 +121,6 @@ def _service(name: str, labels: dict[str, str], ports: dict[str, int],
 RECEIVE_PORTS = {"grpc": 10901, "http": 10902, "remote_write": 19291}
 
 
-def receive_args(lab: bool) -> list[str]:
-    args = ["receive", "--grpc-address=0.0.0.0:10901", "--http-address=0.0.0.0:10902",
-            "--remote-write.address=0.0.0.0:19291",
-            # v0.40+ also listen for Cap'n Proto replication.
-            "--receive.capnproto-address=0.0.0.0:19391",
-            "--tsdb.path=/var/thanos/receive", '--label=receive_replica="$(NAME)"',
-            f"--receive.replication-factor={topology.REPLICATION_FACTOR}",
-            "--receive.hashrings-file=/etc/thanos/hashrings.json",
-            "--receive.hashrings-algorithm=ketama",
-            "--objstore.config-file=/etc/thanos/objstore/objstore.yml"]
-    if lab:
-        return [*args, "--receive.local-endpoint=$(POD_IP):10901",
-                "--receive.hashrings-file-refresh-interval=15s",
-                # Short blocks so uploads come within minutes (hidden flags, keep them equal).
-                f"--tsdb.min-block-duration={topology.BLOCK_DURATION}",
-                f"--tsdb.max-block-duration={topology.BLOCK_DURATION}",
-                "--tsdb.retention=6h"]
-    dns = "$(NAME).thanos-receive.$(NAMESPACE).svc.cluster.local"
-    return [*args, f"--receive.local-endpoint={dns}:10901", "--tsdb.retention=1d"]
-
-
-def _receive_base() -> dict[str, str]:
-    container = {
-        "name": "thanos-receive", "image": THANOS_IMAGE, "args": receive_args(lab=False),
-        "env": _env(), "ports": _ports(**RECEIVE_PORTS), "readinessProbe": _probe("http"),
-        "livenessProbe": _liveness("http"),
-        "volumeMounts": [{"name": "data", "mountPath": "/var/thanos/receive"},
-                         {"name": "hashring", "mountPath": "/etc/thanos"},
-                         {"name": "objstore", "mountPath": "/etc/thanos/objstore"}],
-    }
-    volumes = [{"name": "hashring", "configMap": {"name": "thanos-receive-hashring"}},
-               {"name": "objstore", "secret": {"secretName": "thanos-objstore"}}]
-    endpoints = [f"thanos-receive-{i}.thanos-receive.monitoring.svc.cluster.local:10901"
-                 for i in range(topology.RECEIVERS)]
-    ring = [{"hashring": "default", "tenants": [], "endpoints": endpoints}]
-    return {
-        "kustomization.yaml": _kustomization(
-            ["statefulset.yaml", "service.yaml", "hashring-configmap.yaml", "pdb.yaml"]),
-        # Receivers flush their head block and upload it on SIGTERM: give them time.
-        "statefulset.yaml": _dump(_statefulset("thanos-receive", RECEIVE_LABELS, container,
-                                               volumes, replicas=topology.RECEIVERS,
-                                               grace=900)),
-        "service.yaml": _dump(_service("thanos-receive", RECEIVE_LABELS, RECEIVE_PORTS,
-                                       headless=True)),
-        "hashring-configmap.yaml": _dump(hashring_configmap(ring)),
-        "pdb.yaml": _dump({"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
-                           "metadata": {"name": "thanos-receive"},
-                           "spec": {"maxUnavailable": 1,
-                                    "selector": {"matchLabels": RECEIVE_LABELS}}}),
-    }
-
-
 def hashring_configmap(ring: list[dict[str, Any]]) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"name": "thanos-receive-hashring"},
@@ -173,47 +128,6 @@ def hashring_configmap(ring: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------- the others
-def _query_base() -> dict[str, str]:
-    labels = {"app.kubernetes.io/name": "thanos-query"}
-    container = {
-        "name": "thanos-query", "image": THANOS_IMAGE,
-        "args": ["query", "--grpc-address=0.0.0.0:10901", "--http-address=0.0.0.0:10902",
-                 "--endpoint=dnssrv+_grpc._tcp.thanos-receive.monitoring.svc.cluster.local",
-                 "--endpoint=dnssrv+_grpc._tcp.thanos-store.monitoring.svc.cluster.local",
-                 "--query.replica-label=receive_replica", "--query.replica-label=replica"],
-        "env": _env(), "ports": _ports(grpc=10901, http=10902),
-        "readinessProbe": _probe("http"),
-    }
-    deployment = {"apiVersion": "apps/v1", "kind": "Deployment",
-                  "metadata": {"name": "thanos-query"},
-                  "spec": {"replicas": 1, "selector": {"matchLabels": labels},
-                           "template": {"metadata": {"labels": labels},
-                                        "spec": {"containers": [container]}}}}
-    return {"kustomization.yaml": _kustomization(["deployment.yaml", "service.yaml"]),
-            "deployment.yaml": _dump(deployment),
-            "service.yaml": _dump(_service("thanos-query", labels,
-                                           {"grpc": 10901, "http": 10902}))}
-
-
-def _store_base() -> dict[str, str]:
-    labels = {"app.kubernetes.io/name": "thanos-store"}
-    container = {
-        "name": "thanos-store", "image": THANOS_IMAGE,
-        "args": ["store", "--grpc-address=0.0.0.0:10901", "--http-address=0.0.0.0:10902",
-                 "--data-dir=/var/thanos/store", "--sync-block-duration=30s",
-                 "--objstore.config-file=/etc/thanos/objstore/objstore.yml"],
-        "env": _env(), "ports": _ports(grpc=10901, http=10902),
-        "readinessProbe": _probe("http"),
-        "volumeMounts": [{"name": "data", "mountPath": "/var/thanos/store"},
-                         {"name": "objstore", "mountPath": "/etc/thanos/objstore"}],
-    }
-    volumes = [{"name": "objstore", "secret": {"secretName": "thanos-objstore"}}]
-    return {"kustomization.yaml": _kustomization(["statefulset.yaml", "service.yaml"]),
-            "statefulset.yaml": _dump(_statefulset("thanos-store", labels, container, volumes)),
-            "service.yaml": _dump(_service("thanos-store", labels,
-                                           {"grpc": 10901, "http": 10902}, headless=True))}
-
-
 def _alertmanager_base() -> dict[str, str]:
     labels = {"app.kubernetes.io/name": "alertmanager"}
     container = {
@@ -259,31 +173,6 @@ def _prometheus_base() -> dict[str, str]:
             "statefulset.yaml": _dump(_statefulset("prometheus", labels, container, volumes,
                                                    grace=120)),
             "service.yaml": _dump(_service("prometheus", labels, {"http": 9090})),
-            "configmap.yaml": _dump(config)}
-
-
-def _agent_base() -> dict[str, str]:
-    labels = {"app.kubernetes.io/name": "prometheus-agent"}
-    container = {
-        "name": "prometheus", "image": PROMETHEUS_IMAGE,
-        "args": ["--enable-feature=agent", "--config.file=/etc/prometheus/prometheus.yml",
-                 "--storage.agent.path=/prometheus", "--web.listen-address=0.0.0.0:9090"],
-        "ports": _ports(http=9090), "readinessProbe": _probe("http"),
-        "volumeMounts": [{"name": "data", "mountPath": "/prometheus"},
-                         {"name": "config", "mountPath": "/etc/prometheus"}],
-    }
-    volumes = [{"name": "config", "configMap": {"name": "prometheus-agent-config"}}]
-    config = {"apiVersion": "v1", "kind": "ConfigMap",
-              "metadata": {"name": "prometheus-agent-config"},
-              "data": {"prometheus.yml": topology.agent_config(
-                  "CLUSTER", "localhost", "canary.default.svc",
-                  "http://thanos-receive.monitoring.svc.cluster.local:19291/api/v1/receive")}}
-    return {"kustomization.yaml": _kustomization(["statefulset.yaml", "service.yaml",
-                                                  "configmap.yaml"]),
-            # The WAL is the only copy of unsent samples: let the agent drain on shutdown.
-            "statefulset.yaml": _dump(_statefulset("prometheus-agent", labels, container,
-                                                   volumes, grace=300)),
-            "service.yaml": _dump(_service("prometheus-agent", labels, {"http": 9090})),
             "configmap.yaml": _dump(config)}
 
 
@@ -357,23 +246,46 @@ def _overlay(namespace: str, component: str, patches: dict[str, str]) -> dict[st
     return files
 
 
-def tree(a: Addresses) -> dict[str, str]:
-    """path -> content of the lab's GitOps repository."""
+def _charted_overlay(namespace: str, component: str, values: dict[str, Any],
+                     patches: dict[str, str], chart_repo: str) -> dict[str, str]:
+    """A component from our chart: Kustomize inflates it (helmCharts, rendered with
+    `--enable-helm`, as ArgoCD's repo-server is configured to) with this cluster's values,
+    then applies the patches."""
+    doc: dict[str, Any] = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+        "namespace": namespace,
+        "helmCharts": [{"name": component, "repo": chart_repo,
+                        "version": CHART_VERSIONS[component], "releaseName": component,
+                        "namespace": namespace, "valuesFile": "values.yaml"}],
+    }
+    if patches:
+        doc["patches"] = [{"path": name} for name in sorted(patches)]
+    files = {"kustomization.yaml": yaml.safe_dump(doc, sort_keys=False),
+             "values.yaml": "# This cluster's values for the chart (defaults: the chart's"
+                            " values.yaml).\n" + (yaml.safe_dump(values, sort_keys=False)
+                                                  if values else "{}\n")}
+    files.update(patches)
+    return files
+
+
+def tree(a: Addresses, repo_url: str, chart_repo: str) -> dict[str, str]:
+    """path -> content of the lab's GitOps repository, whose URL ArgoCD clones is
+    `repo_url`; the charts come from the chart repository at `chart_repo`."""
     files: dict[str, str] = {
         "README.md": (
             "# monitoring platform (GitOps source of the watchkeeper lab)\n\n"
-            "- `base/<component>`: each component as production deploys it.\n"
             "- `clusters/<cluster>/<component>`: what ArgoCD syncs into that cluster (the lab's"
             " clusters are namespaces of one API server; the patches carry the lab's pod"
-            " addresses).\n- `argocd/`: the Application CRD and one Application per"
-            " component.\n- `helm/`: Helm values per environment.\n"),
-        "helm/values-lab.yaml": (
-            "# Helm values for the lab environment\nprometheusAgent:\n  replicas: 1\n"
-            "thanosReceive:\n  replicas: 3\n  replicationFactor: 2\n"),
+            " addresses). Thanos Receive, Query, Store and the Prometheus Agents come from"
+            " our Helm charts (`helmCharts:` in the kustomization: chart, version,"
+            " `values.yaml`); render with `kustomize build --enable-helm`.\n"
+            "- `base/<component>`: the components without a chart, as production deploys"
+            " them.\n- `argocd/`: the Application CRD and one Application per"
+            " component.\n"),
+        # Kustomize pulls each chart into charts/ beside its kustomization: not source.
+        ".gitignore": "charts/\n",
     }
-    bases = {"thanos-receive": _receive_base(), "thanos-query": _query_base(),
-             "thanos-store": _store_base(), "alertmanager": _alertmanager_base(),
-             "prometheus-agent": _agent_base(), "prometheus": _prometheus_base(),
+    bases = {"alertmanager": _alertmanager_base(), "prometheus": _prometheus_base(),
              "watchkeeper": {"kustomization.yaml": _kustomization(["rbac.yaml"]),
                              "rbac.yaml": WATCHKEEPER_RBAC}}
     for component, content in bases.items():
@@ -381,28 +293,46 @@ def tree(a: Addresses) -> dict[str, str]:
             files[f"base/{component}/{name}"] = text
 
     receivers = range(MAX_RECEIVERS)
-    overlays: dict[tuple[str, str], dict[str, str]] = {
-        (OBSERVABILITY, "thanos-receive"): {
-            "lab-addresses.yaml": _ip_patch(
-                "StatefulSet", "thanos-receive", a.receiver(0),
-                # The lab's receivers start in seconds: a stuck one is restarted within 20 s.
-                container={"name": "thanos-receive", "args": receive_args(lab=True),
-                           "livenessProbe": _liveness("http", period=5, failures=4)}),
+    # The charted components: the chart at a version with this cluster's values, and the lab's
+    # patches (pod addresses, the lab's ring).
+    charted: dict[tuple[str, str], tuple[dict[str, Any], dict[str, str]]] = {
+        (OBSERVABILITY, "thanos-receive"): ({
+            "replicas": topology.RECEIVERS,
+            "replicationFactor": topology.REPLICATION_FACTOR,
+            "localEndpoint": "$(POD_IP):10901",
+            "retention": "6h",
+            # Short blocks so uploads come within minutes (hidden flags, keep them equal).
+            "extraArgs": ["--receive.hashrings-file-refresh-interval=15s",
+                          f"--tsdb.min-block-duration={topology.BLOCK_DURATION}",
+                          f"--tsdb.max-block-duration={topology.BLOCK_DURATION}"],
+            # The lab's receivers start in seconds: a stuck one is restarted within 20 s.
+            "livenessProbe": {"periodSeconds": 5, "failureThreshold": 4},
+        }, {
+            "lab-addresses.yaml": _ip_patch("StatefulSet", "thanos-receive", a.receiver(0)),
             "lab-hashring.yaml": _dump(hashring_configmap(topology.hashring(a))),
-        },
-        (OBSERVABILITY, "thanos-query"): {
+        }),
+        (OBSERVABILITY, "thanos-query"): ({
+            "endpoints": [*[f"{a.receiver(i)}:10901" for i in receivers], f"{a.store}:10901"],
+        }, {
+            # One address for the Deployment's pod: the old pod goes before the new one.
             "lab-addresses.yaml": _ip_patch(
                 "Deployment", "thanos-query", a.query,
-                # One address for the Deployment's pod: the old pod goes before the new one.
-                extra_spec={"strategy": {"type": "Recreate", "rollingUpdate": None}},
-                container={"name": "thanos-query", "args": [
-                    "query", "--grpc-address=0.0.0.0:10901", "--http-address=0.0.0.0:10902",
-                    *[f"--endpoint={a.receiver(i)}:10901" for i in receivers],
-                    f"--endpoint={a.store}:10901", "--query.replica-label=receive_replica",
-                    "--query.replica-label=replica"]}),
-        },
-        (OBSERVABILITY, "thanos-store"): {
-            "lab-addresses.yaml": _ip_patch("StatefulSet", "thanos-store", a.store)},
+                extra_spec={"strategy": {"type": "Recreate", "rollingUpdate": None}}),
+        }),
+        (OBSERVABILITY, "thanos-store"): ({}, {
+            "lab-addresses.yaml": _ip_patch("StatefulSet", "thanos-store", a.store)}),
+    }
+    for i, cluster in enumerate(topology.CLUSTERS):
+        receiver = f"http://{a.receiver(i % topology.RECEIVERS)}:19291/api/v1/receive"
+        config = {"apiVersion": "v1", "kind": "ConfigMap",
+                  "metadata": {"name": "prometheus-agent-config"},
+                  "data": {"prometheus.yml": topology.agent_config(
+                      cluster, a.agent(i), a.canary(i), receiver,
+                      topology.agent_control_plane_targets(a))}}
+        charted[(cluster, "prometheus-agent")] = ({}, {
+            "lab-addresses.yaml": _ip_patch("StatefulSet", "prometheus-agent", a.agent(i)),
+            "lab-config.yaml": _dump(config)})
+    overlays: dict[tuple[str, str], dict[str, str]] = {
         (OBSERVABILITY, "alertmanager"): {
             "lab-addresses.yaml": _ip_patch("StatefulSet", "alertmanager", a.alertmanager)},
         (OBSERVABILITY, "prometheus"): {
@@ -415,26 +345,23 @@ def tree(a: Addresses) -> dict[str, str]:
                     a, f"http://{a.receiver(topology.RECEIVERS - 1)}:19291/api/v1/receive")}})},
         (OBSERVABILITY, "watchkeeper"): {},
     }
-    for i, cluster in enumerate(topology.CLUSTERS):
-        receiver = f"http://{a.receiver(i % topology.RECEIVERS)}:19291/api/v1/receive"
-        config = {"apiVersion": "v1", "kind": "ConfigMap",
-                  "metadata": {"name": "prometheus-agent-config"},
-                  "data": {"prometheus.yml": topology.agent_config(
-                      cluster, a.agent(i), a.canary(i), receiver,
-                      topology.agent_control_plane_targets(a))}}
-        overlays[(cluster, "prometheus-agent")] = {
-            "lab-addresses.yaml": _ip_patch("StatefulSet", "prometheus-agent", a.agent(i)),
-            "lab-config.yaml": _dump(config)}
+    for cluster in topology.CLUSTERS:
         overlays[(cluster, "watchkeeper")] = {}
-    applications = []
+    for (cluster, component), (values, patches) in charted.items():
+        namespace = NAMESPACES[cluster]
+        files.update({f"clusters/{cluster}/{component}/{name}": text for name, text in
+                      _charted_overlay(namespace, component, values, patches,
+                                       chart_repo).items()})
     for (cluster, component), patches in overlays.items():
         namespace = NAMESPACES[cluster]
         for name, text in _overlay(namespace, component, patches).items():
             files[f"clusters/{cluster}/{component}/{name}"] = text
-        applications.append(_application(cluster, component, namespace))
+    components = sorted([*overlays, *charted])
+    applications = [_application(cluster, component, NAMESPACES[cluster], repo_url)
+                    for cluster, component in components]
     for cluster in NAMESPACES:
         files[f"clusters/{cluster}/kustomization.yaml"] = _kustomization(
-            sorted(c for (cl, c) in overlays if cl == cluster))
+            sorted(c for (cl, c) in components if cl == cluster))
     files["argocd/crd/kustomization.yaml"] = _kustomization(["application-crd.yaml"])
     files["argocd/crd/application-crd.yaml"] = _dump(APPLICATION_CRD)
     files["argocd/applications/kustomization.yaml"] = _kustomization(["applications.yaml"],
@@ -443,17 +370,26 @@ def tree(a: Addresses) -> dict[str, str]:
     return files
 
 
-def _application(cluster: str, component: str, namespace: str) -> dict[str, Any]:
+def _application(cluster: str, component: str, namespace: str,
+                 repo_url: str) -> dict[str, Any]:
+    """One component of one cluster. The lab's clusters are namespaces of one API server: the
+    destination is ArgoCD's in-cluster server and the cluster's namespace. Automated sync
+    applies each new commit (prune: what git drops goes); no self-heal, so that a runbook's
+    direct change (scale, ring) stays until the next commit, as with many teams' settings."""
     return {
         "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
         "metadata": {"name": f"{cluster}-{component}",
                      "labels": {"watchkeeper.io/cluster": cluster,
                                 "watchkeeper.io/component": component}},
         "spec": {"project": "default",
-                 "source": {"repoURL": "platform.git", "targetRevision": "main",
+                 "source": {"repoURL": repo_url, "targetRevision": "main",
                             "path": f"clusters/{cluster}/{component}"},
-                 "destination": {"name": cluster, "namespace": namespace},
-                 "syncPolicy": {"automated": {"prune": True, "selfHeal": True}}},
+                 "destination": {"server": "https://kubernetes.default.svc",
+                                 "namespace": namespace},
+                 # Server-side apply, as watchkeeper's own re-sync does (field manager
+                 # argocd-controller): objects the lab applied first change hands cleanly.
+                 "syncPolicy": {"automated": {"prune": True, "selfHeal": False},
+                                "syncOptions": ["ServerSideApply=true"]}},
     }
 
 

@@ -76,13 +76,13 @@ def git(args: list[str], cwd: Path) -> str:
     return proc.stdout
 
 
-def gitops_repo(bare: Path, addresses: Addresses) -> None:
+def gitops_repo(bare: Path, addresses: Addresses, chart_repo: str) -> None:
     """A bare repository holding the platform's Kustomize + Helm configuration.
 
     Created once; afterwards, when the lab's generated manifests change (a newer watchkeeper),
     the changed files are committed on top, so an existing lab picks them up at the next
     `up` while commits that runbooks made to other files (a GitOps hashring change) stay."""
-    generated = tree(addresses)
+    generated = tree(addresses, f"file://{bare}", chart_repo)
     fingerprint = hashlib.sha256(json.dumps(generated, sort_keys=True).encode()).hexdigest()
     stamp = bare / "watchkeeper-lab-tree.sha256"
     if (bare / "HEAD").exists() and stamp.is_file() and stamp.read_text() == fingerprint:

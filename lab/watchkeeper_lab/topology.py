@@ -105,6 +105,16 @@ class Addresses:
     def opensearch(self) -> str:
         return self.ip(70)
 
+    @property
+    def argocd(self) -> str:
+        """ArgoCD's application controller, repo-server and their Redis (each its own port)."""
+        return self.ip(80)
+
+    @property
+    def charts(self) -> str:
+        """The chart repository (index.yaml and the packaged charts, over HTTP)."""
+        return self.ip(81)
+
 
 def hashring(addresses: Addresses, count: int = RECEIVERS) -> list[dict[str, object]]:
     """One catch-all ring over every receiver's gRPC endpoint."""

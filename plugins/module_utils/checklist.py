@@ -316,6 +316,31 @@ def evaluate_versions(running, latest):
     return out
 
 
+def evaluate_chart(row):
+    """One Helm chart an Application deploys against the newest in its chart repository.
+    `row`: application, chart, version, newest (None: not in the index), app_version,
+    newest_app_version, notes (the release notes' breaking changes between the two app
+    versions, as text), error."""
+    name = "chart %s (%s)" % (row["chart"], row["application"])
+    if row.get("error"):
+        return skipped(name, row["error"])
+    have, want = parse_version(row["version"]), parse_version(row.get("newest") or "")
+    if want is None:
+        return check(name, "warn", "chart version %s; the repository's index has no %s" % (
+            row["version"], row["chart"]), "check the helmCharts repo URL and chart name")
+    evidence = "chart %s, newest %s" % (row["version"], row["newest"])
+    if have is not None and have >= want:
+        return check(name, "ok", evidence)
+    if row.get("app_version") or row.get("newest_app_version"):
+        evidence += " (app %s -> %s)" % (row.get("app_version") or "?",
+                                         row.get("newest_app_version") or "?")
+    if row.get("notes"):
+        evidence += "; breaking changes: " + "; ".join(row["notes"])
+    return check(name, "warn", evidence,
+                 "watchkeeper run upgrade-chart -e application=%s -e version=%s --check" % (
+                     row["application"], row["newest"]))
+
+
 def evaluate_patches(running, latest):
     """Security patch status, as far as versions tell: a newer patch release of the running
     minor is a missing fix. No vulnerability feed is consulted, so a component at the latest

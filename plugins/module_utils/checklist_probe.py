@@ -39,6 +39,7 @@ ARGUMENT_SPEC = dict(
     context=dict(type="str"),
     namespace=dict(type="str", default="monitoring"),
     argocd_namespace=dict(type="str", default="argocd"),
+    git_url=dict(type="str"),
     agent_url=dict(type="str"),
     agent_username=dict(type="str"),
     agent_password=dict(type="str", no_log=True),
@@ -134,7 +135,8 @@ def run_items(params, now=None):
 
 #: Libraries an item imports. Imported once before the items' threads start: two threads
 #: importing requests (kubernetes, opensearch-py) at once can see a half-initialised module.
-_LIBRARIES = {"argocd": ("kubernetes",), "disk": ("kubernetes",), "wal": ("kubernetes",),
+_LIBRARIES = {"argocd": ("kubernetes",), "charts": ("kubernetes", "yaml"),
+              "disk": ("kubernetes",), "wal": ("kubernetes",),
               "versions": ("kubernetes",), "patches": ("kubernetes",), "s3": ("boto3",),
               "log_indices": ("opensearchpy",)}
 
@@ -169,11 +171,13 @@ def prom_query(base, promql, timeout):
 # --------------------------------------------------------------------------- daily
 
 
-def item_argocd(p, kube, now):
-    name = "argocd applications"
+def cluster_applications(p, kube, name):
+    """(the Applications that deploy to this cluster, None) or (None, a check saying why they
+    cannot be listed). An Application targets the cluster by spec.destination.name (the
+    cluster or host name), or without a name by the platform's namespace."""
     if not p.get("context") and not p.get("kubeconfig"):
-        return [cl.undeclared(name, "wk_kube_context", "the API server holding the"
-                              " argoproj.io Applications")]
+        return None, cl.undeclared(name, "wk_kube_context", "the API server holding the"
+                                   " argoproj.io Applications")
     from kubernetes import client as k
     from kubernetes.client.exceptions import ApiException
 
@@ -183,25 +187,37 @@ def item_argocd(p, kube, now):
             "argoproj.io", "v1alpha1", ns, "applications", _request_timeout=p["timeout"])
     except ApiException as exc:
         if exc.status == 404:
-            return [cl.skipped(name, "no argoproj.io/v1alpha1 Application API (or namespace %s)"
-                               " on this API server: ArgoCD is not installed here" % ns)]
-        return [cl.check(name, "fail", "list Applications in %s: HTTP %s %s" % (
-            ns, exc.status, exc.reason), "check RBAC for applications.argoproj.io")]
+            return None, cl.skipped(name, "no argoproj.io/v1alpha1 Application API (or"
+                                    " namespace %s) on this API server: ArgoCD is not"
+                                    " installed here" % ns)
+        return None, cl.check(name, "fail", "list Applications in %s: HTTP %s %s" % (
+            ns, exc.status, exc.reason), "check RBAC for applications.argoproj.io")
     names = {p["cluster"], p.get("host") or p["cluster"]}
-    apps = []
+    mine = []
     for item in listed.get("items", []):
         dest = (item.get("spec") or {}).get("destination") or {}
         if dest.get("name") in names or (not dest.get("name") and
                                          dest.get("namespace") == p["namespace"]):
-            status = item.get("status") or {}
-            apps.append({
-                "name": item["metadata"]["name"], "namespace": ns,
-                "sync": (status.get("sync") or {}).get("status"),
-                "health": (status.get("health") or {}).get("status"),
-                "revision": (status.get("sync") or {}).get("revision"),
-                "message": (status.get("health") or {}).get("message"),
-            })
-    return cl.evaluate_applications(apps, ns, p["cluster"])
+            mine.append(item)
+    return mine, None
+
+
+def item_argocd(p, kube, now):
+    name = "argocd applications"
+    listed, problem = cluster_applications(p, kube, name)
+    if problem:
+        return [problem]
+    apps = []
+    for item in listed:
+        status = item.get("status") or {}
+        apps.append({
+            "name": item["metadata"]["name"], "namespace": p["argocd_namespace"],
+            "sync": (status.get("sync") or {}).get("status"),
+            "health": (status.get("health") or {}).get("status"),
+            "revision": (status.get("sync") or {}).get("revision"),
+            "message": (status.get("health") or {}).get("message"),
+        })
+    return cl.evaluate_applications(apps, p["argocd_namespace"], p["cluster"])
 
 
 def item_agent_targets(p, kube, now):
@@ -605,6 +621,87 @@ def item_patches(p, kube, now):
     return [cl.evaluate_patches(_running(p, kube), latest_known(p))]
 
 
+def chart_index(repo, timeout, cache):
+    """The chart repository's index.yaml as {chart: [entries]} (cached per run)."""
+    if repo not in cache:
+        import yaml
+
+        fetched = promhttp.get(repo.rstrip("/") + "/index.yaml", timeout)
+        if not fetched.ok:
+            cache[repo] = "%s/index.yaml: %s" % (repo.rstrip("/"), fetched.error)
+        else:
+            cache[repo] = (yaml.safe_load(fetched.body) or {}).get("entries") or {}
+    return cache[repo]
+
+
+def chart_row(application, entry, index):
+    """One helmCharts entry against its repository's index: the newest release (no
+    pre-release) and the release notes' breaking changes between the app versions."""
+    from ansible_collections.watchkeeper.platform.plugins.module_utils import release_notes
+
+    row = {"application": application, "chart": entry.get("name") or "?",
+           "version": str(entry.get("version") or "")}
+    if isinstance(index, str):
+        row["error"] = index
+        return row
+    releases = [e for e in index.get(row["chart"]) or []
+                if "-" not in str(e.get("version", "")) and cl.parse_version(e.get("version"))]
+    if not releases:
+        row["newest"] = None
+        return row
+    newest = max(releases, key=lambda e: cl.parse_version(e["version"]))
+    current = next((e for e in releases if str(e["version"]) == row["version"]), {})
+    row.update(newest=str(newest["version"]), newest_app_version=newest.get("appVersion"),
+               app_version=current.get("appVersion"))
+    program = ("thanos" if "thanos" in row["chart"] else
+               "prometheus" if "prometheus" in row["chart"] else None)
+    if program and row["app_version"] and row["newest_app_version"]:
+        table = release_notes.THANOS if program == "thanos" else release_notes.PROMETHEUS
+        with contextlib.suppress(ValueError):
+            row["notes"] = ["%s %s: %s" % (program, n["since"], n["change"]) for n in
+                            release_notes.between(table, row["app_version"],
+                                                  row["newest_app_version"])]
+    return row
+
+
+def item_charts(p, kube, now):
+    """The Helm charts this cluster's Applications deploy (helmCharts in their
+    Kustomization, read from git) against the newest release in each chart repository."""
+    from ansible_collections.watchkeeper.platform.plugins.module_utils import gitops_repo
+
+    name = "helm charts"
+    listed, problem = cluster_applications(p, kube, name)
+    if problem:
+        return [problem]
+    sources = {}
+    for item in listed:
+        source = (item.get("spec") or {}).get("source") or {}
+        if source.get("path") and source.get("repoURL"):
+            key = (p.get("git_url") or source["repoURL"], source.get("targetRevision") or "")
+            sources.setdefault(key, []).append((item["metadata"]["name"], source["path"]))
+    if not sources:
+        return [cl.skipped(name, "no Application of this cluster has a git path")]
+    import yaml
+
+    rows, cache = [], {}
+    for (url, revision), apps in sorted(sources.items()):
+        with gitops_repo.Clone(url, revision) as clone:
+            for application, path in sorted(apps):
+                for kname in ("kustomization.yaml", "kustomization.yml", "Kustomization"):
+                    kpath = clone.path(os.path.join(path, kname))
+                    if os.path.exists(kpath):
+                        with open(kpath) as handle:
+                            charts = (yaml.safe_load(handle) or {}).get("helmCharts") or []
+                        for entry in charts:
+                            index = chart_index(entry.get("repo") or "", p["timeout"], cache)
+                            rows.append(chart_row(application, entry, index))
+                        break
+    if not rows:
+        return [cl.skipped(name, "no Application of this cluster deploys a Helm chart"
+                           " through kustomize helmCharts")]
+    return [cl.evaluate_chart(r) for r in rows]
+
+
 def item_resources(p, kube, now):
     if not p.get("query_url"):
         return [cl.undeclared("resource usage", "wk_query_url", "Thanos Query")]
@@ -687,6 +784,7 @@ ITEMS = {
     "alerts": item_alerts,
     "log_indices": item_log_indices,
     "versions": item_versions,
+    "charts": item_charts,
     "patches": item_patches,
     "resources": item_resources,
     "backup_age": item_backup_age,

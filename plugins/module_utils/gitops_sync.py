@@ -2,7 +2,9 @@
 """Re-sync a component from the GitOps repository: what ArgoCD's sync does, on demand.
 
 The component is an ArgoCD Application (its source: repository, path, revision). Drift is what
-`kubectl diff --server-side` reports between the rendered path (kustomize) and the live objects:
+`kubectl diff --server-side` reports between the rendered path and the live objects (rendered
+as ArgoCD's repo-server does with `kustomize.buildOptions: --enable-helm`: `kubectl kustomize
+--enable-helm`, so a Kustomization that inflates a Helm chart renders the chart):
 a ConfigMap edited by hand, a StatefulSet scaled by hand. Two ways to re-sync, chosen by the
 inventory (wk_resync_mode):
 
@@ -10,7 +12,7 @@ inventory (wk_resync_mode):
   `argocd app sync` sends) and wait until ArgoCD reports the operation Succeeded;
 - `apply`: render the Application's path from the repository (wk_git_url, else the
   Application's repoURL) and server-side apply it with ArgoCD's field manager: for clusters
-  whose ArgoCD cannot be asked (and the lab, which runs no ArgoCD controller).
+  whose ArgoCD cannot be asked.
 
 Either way the diff is read again afterwards: an empty diff proves the re-sync.
 """
@@ -21,43 +23,28 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
-from datetime import UTC
 
-from ansible_collections.watchkeeper.platform.plugins.module_utils import kube
+from ansible_collections.watchkeeper.platform.plugins.module_utils import argocd_app, kube
 from ansible_collections.watchkeeper.platform.plugins.module_utils.hashring_apply import run_git
 
-GROUP, VERSION, PLURAL = "argoproj.io", "v1alpha1", "applications"
 FIELD_MANAGER = "argocd-controller"  # ArgoCD's own server-side apply manager
 
 
 def application(client, params):
-    from kubernetes import client as k
-
-    try:
-        return k.CustomObjectsApi(client).get_namespaced_custom_object(
-            GROUP, VERSION, params["argocd_namespace"], PLURAL, params["application"])
-    except Exception as exc:
-        raise kube.api_error(exc, "read Application %s/%s" % (
-            params["argocd_namespace"], params["application"])) from exc
+    return argocd_app.read(client, params["argocd_namespace"], params["application"])
 
 
-def source_of(app):
-    source = (app.get("spec") or {}).get("source") or {}
-    if not source.get("path"):
-        raise kube.KubeFailure("Application %s has no spec.source.path" % (
-            app["metadata"]["name"]), "only single-source Applications with a path are re-synced")
-    return source
+source_of = argocd_app.source_of
 
 
-def _kubectl(params, args, ok_codes=(0,)):
+def _kubectl(params, args, ok_codes=(0,), stdin=None):
     argv = [params.get("kubectl") or "kubectl", *list(args)]
     if params.get("kubeconfig"):
         argv.append("--kubeconfig=%s" % params["kubeconfig"])
     if params.get("context"):
         argv.append("--context=%s" % params["context"])
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True,
+        proc = subprocess.run(argv, capture_output=True, text=True, input=stdin,
                               timeout=float(params.get("timeout") or 60) * 6)
     except OSError as exc:
         raise kube.KubeFailure("cannot run %s: %s" % (argv[0], exc),
@@ -93,11 +80,56 @@ class Checkout(object):
         shutil.rmtree(self.work, ignore_errors=True)
 
 
-def drift(params, directory):
-    """The unified diff (live -> git) of the rendered path, '' when in sync."""
+def render(params, directory):
+    """The objects of the Application's path, as YAML: the Kustomization built with its Helm
+    charts inflated (the chart repository must be reachable from here, as from the
+    repo-server)."""
+    helm = params.get("helm") or "helm"
+    if os.sep not in helm and shutil.which(helm) is None:
+        helm = None  # no helm: a path without helmCharts still renders
+    args = ["kustomize", directory]
+    if helm:
+        args[1:1] = ["--enable-helm", "--helm-command=%s" % helm]
+    rendered = _kubectl(params, args).stdout
+    if not rendered.strip():
+        raise kube.KubeFailure("%s renders no objects" % directory,
+                               "check the Application's spec.source.path")
+    return rendered
+
+
+#: How ArgoCD marks the objects an Application owns (argocd-cm
+#: `application.resourceTrackingMethod`; `annotation` is the default from ArgoCD 3.0).
+TRACKING_ANNOTATION = "argocd.argoproj.io/tracking-id"
+TRACKING_LABEL = "app.kubernetes.io/instance"
+
+
+def track(rendered, app, method="annotation"):
+    """The rendered objects with the Application's tracking mark, as ArgoCD writes it when it
+    applies them (`<app>:<group>/<kind>:<namespace>/<name>`). Without it a diff reports the
+    mark as drift on every object, and an apply under ArgoCD's field manager would remove it,
+    so ArgoCD would no longer count the objects as the Application's."""
+    import yaml
+
+    name = app["metadata"]["name"]
+    default_ns = ((app.get("spec") or {}).get("destination") or {}).get("namespace") or ""
+    docs = [d for d in yaml.safe_load_all(rendered) if d]
+    for doc in docs:
+        meta = doc.setdefault("metadata", {})
+        if "annotation" in method:
+            group = doc.get("apiVersion", "").rpartition("/")[0]
+            meta.setdefault("annotations", {})[TRACKING_ANNOTATION] = "%s:%s/%s:%s/%s" % (
+                name, group, doc.get("kind", ""), meta.get("namespace") or default_ns,
+                meta.get("name", ""))
+        if "label" in method:
+            meta.setdefault("labels", {})[TRACKING_LABEL] = name
+    return yaml.safe_dump_all(docs, sort_keys=False)
+
+
+def drift(params, rendered):
+    """The unified diff (live -> git) of the rendered objects, '' when in sync."""
     proc = _kubectl(params, ["diff", "--server-side", "--force-conflicts",
-                             "--field-manager=%s" % FIELD_MANAGER, "-k", directory],
-                    ok_codes=(0, 1))
+                             "--field-manager=%s" % FIELD_MANAGER, "-f", "-"],
+                    ok_codes=(0, 1), stdin=rendered)
     return proc.stdout
 
 
@@ -128,31 +160,17 @@ def drift_lines(diff_text, limit=8):
 
 
 def request_sync(client, params, app):
-    """Ask ArgoCD to sync the Application; wait for the operation's outcome."""
-    from kubernetes import client as k
-
-    api = k.CustomObjectsApi(client)
+    """Ask ArgoCD to sync the Application at its target revision; wait for the operation's
+    outcome."""
     revision = source_of(app).get("targetRevision") or "HEAD"
-    asked = time.time()
-    body = {"operation": {"initiatedBy": {"username": "watchkeeper"},
-                          "sync": {"revision": revision}}}
-    try:
-        api.patch_namespaced_custom_object(GROUP, VERSION, params["argocd_namespace"], PLURAL,
-                                           params["application"], body)
-    except Exception as exc:
-        raise kube.api_error(exc,
-                             "request a sync of Application %s" % params["application"]) from exc
-    if not application(client, params).get("operation"):
-        raise kube.KubeFailure(
-            "Application %s did not keep the sync request (no .operation after the patch)" %
-            params["application"], "its CRD prunes the operation field: install ArgoCD's CRD")
+    asked = argocd_app.request_sync(client, params["argocd_namespace"], params["application"],
+                                    revision)
 
     def done():
         current = application(client, params)
         state = (current.get("status") or {}).get("operationState") or {}
-        started = state.get("startedAt") or ""
         if state.get("phase") in ("Succeeded", "Failed", "Error") and \
-                _epoch(started) >= asked - 5:
+                argocd_app.epoch(state.get("startedAt")) >= asked - 5:
             return True, state.get("phase")
         return False, state.get("phase") or "no operation state"
 
@@ -166,20 +184,9 @@ def request_sync(client, params, app):
             " apply")
 
 
-def _epoch(stamp):
-    """Seconds since the epoch of an RFC 3339 UTC time as ArgoCD writes it, 0 when absent."""
-    from datetime import datetime
-
-    try:
-        return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(
-            tzinfo=UTC).timestamp()
-    except ValueError:
-        return 0.0
-
-
-def apply(params, directory):
+def apply(params, rendered):
     _kubectl(params, ["apply", "--server-side", "--force-conflicts",
-                      "--field-manager=%s" % FIELD_MANAGER, "-k", directory])
+                      "--field-manager=%s" % FIELD_MANAGER, "-f", "-"], stdin=rendered)
 
 
 def wait_workloads(client, params, objects):
@@ -216,7 +223,9 @@ def resync(client, params, check_mode):
     app = application(client, params)
     source = source_of(app)
     with Checkout(params, source) as directory:
-        before = drift(params, directory)
+        rendered = track(render(params, directory), app,
+                         params.get("tracking_method") or "annotation")
+        before = drift(params, rendered)
         objects = changed_objects(before)
         result = {"changed": False, "drifted": bool(before.strip()), "objects": objects,
                   "drift": before, "mode": params["mode"],
@@ -228,9 +237,9 @@ def resync(client, params, check_mode):
         if params["mode"] == "argocd":
             request_sync(client, params, app)
         else:
-            apply(params, directory)
+            apply(params, rendered)
         wait_workloads(client, params, objects)
-        after = drift(params, directory)
+        after = drift(params, rendered)
         if after.strip():
             raise kube.KubeFailure("still drifted from git after the re-sync: %s" % (
                 ", ".join(changed_objects(after)) or after[:400]),

@@ -14,11 +14,14 @@ from __future__ import absolute_import, annotations, division, print_function
 import json
 import os
 import shutil
-import subprocess
 import tempfile
 
+from ansible_collections.watchkeeper.platform.plugins.module_utils import (
+    argocd_app,
+    gitops_repo,
+    kube,
+)
 from ansible_collections.watchkeeper.platform.plugins.module_utils import hashring as hr
-from ansible_collections.watchkeeper.platform.plugins.module_utils import kube
 from ansible_collections.watchkeeper.platform.plugins.module_utils.promtext import parse, total
 
 ARGUMENT_SPEC = dict(
@@ -38,6 +41,8 @@ ARGUMENT_SPEC = dict(
     git_path=dict(type="str"),
     git_branch=dict(type="str", default="main"),
     commit_message=dict(type="str"),
+    application=dict(type="str", default=""),
+    argocd_namespace=dict(type="str", default="argocd"),
     converge=dict(type="bool", default=True),
     converge_timeout=dict(type="float", default=180.0),
     converge_pods=dict(type="list", elements="str"),
@@ -61,12 +66,27 @@ def receiver_metrics(client, params, pod_name):
 
 
 def run_git(args, cwd):
-    proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
-                          env=dict(os.environ, GIT_TERMINAL_PROMPT="0"))
-    if proc.returncode != 0:
-        raise kube.KubeFailure("git %s failed: %s" % (" ".join(args), proc.stderr.strip()),
-                               "check wk_git_url and that watchkeeper may push to it")
-    return proc.stdout
+    """git, its failure as a KubeFailure (what this module's callers catch)."""
+    try:
+        return gitops_repo.run_git(args, cwd)
+    except gitops_repo.GitFailure as exc:
+        raise kube.KubeFailure(exc.message, exc.hint) from exc
+
+
+def ask_sync(client, params, commit):
+    """GitOps mode, after a commit: ask ArgoCD to sync the receivers' Application at it (when
+    the inventory names one) rather than wait for its next poll of git (3 minutes by default).
+    The caller still proves the result; a request that cannot be made leaves the automated
+    sync to do it. Returns what happened, for the result."""
+    if not params.get("application") or not commit:
+        return "waiting for ArgoCD's automated sync"
+    try:
+        argocd_app.request_sync(client, params["argocd_namespace"], params["application"],
+                                commit)
+    except kube.KubeFailure as exc:
+        return "could not ask ArgoCD to sync (%s): waiting for its automated sync" % (
+            exc.message[:200])
+    return "sync of %s at %s requested" % (params["application"], commit[:12])
 
 
 def commit_to_git(params, text, check_mode):
@@ -266,6 +286,7 @@ def apply_ring(client, params, check_mode):
                     from exc
         else:
             result["commit"] = commit_to_git(params, text, check_mode=False)
+            result["sync"] = ask_sync(client, params, result["commit"])
         result["applied"] = True
     if not params["converge"]:
         return result

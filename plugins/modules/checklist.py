@@ -23,7 +23,7 @@ options:
     description:
       - Items to run. Daily C(argocd), C(agent_targets), C(remote_write), C(grafana), C(disk);
         weekly C(s3), C(tsdb), C(wal), C(alerts), C(log_indices); monthly C(versions),
-        C(patches), C(resources), C(backup_age).
+        C(charts), C(patches), C(resources), C(backup_age).
     type: list
     elements: str
     required: true
@@ -52,6 +52,9 @@ options:
     description: Namespace of the ArgoCD Applications.
     type: str
     default: argocd
+  git_url:
+    description: The GitOps repository as watchkeeper reaches it (C(charts); default each Application's repoURL).
+    type: str
   agent_url:
     description: Prometheus Agent URL.
     type: str

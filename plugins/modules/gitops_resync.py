@@ -9,12 +9,12 @@ module: gitops_resync
 short_description: Put a component's live objects back to what the GitOps repository says
 description:
   - Reads the ArgoCD Application I(application) (its source repository, path and revision),
-    renders the path (kustomize) from the repository (I(git_url) when set, else the
+    renders the path (kustomize, with its Helm charts inflated) from the repository (I(git_url) when set, else the
     Application's repoURL) and compares it with the live objects (C(kubectl diff
     --server-side)), which is the drift ArgoCD would show as OutOfSync.
   - When drifted, re-syncs; I(mode=argocd) requests a sync of the Application and waits for
     ArgoCD's operation to succeed; I(mode=apply) server-side applies the rendered path with
-    ArgoCD's field manager (clusters without a reachable ArgoCD; the lab). Then waits for the
+    ArgoCD's field manager (clusters without a reachable ArgoCD). Then waits for the
     StatefulSets and Deployments it touched to be Ready and proves an empty diff.
   - Check mode reports the diff and changes nothing.
 options:
@@ -26,6 +26,8 @@ options:
   mode: {description: How to re-sync., type: str, choices: [argocd, apply], default: argocd}
   git_url: {description: The repository as watchkeeper reaches it (default the Application's repoURL)., type: str}
   kubectl: {description: The kubectl binary (kustomize rendering and diff)., type: str, default: kubectl}
+  helm: {description: "The helm binary that inflates the Kustomization's helmCharts (a path without helmCharts needs none).", type: str, default: helm}
+  tracking_method: {description: "How ArgoCD marks an Application's objects (argocd-cm application.resourceTrackingMethod); the rendered objects carry the same mark.", type: str, choices: [annotation, label, annotation+label], default: annotation}
   sync_timeout: {description: Seconds for ArgoCD to complete the sync., type: float, default: 120}
   ready_timeout: {description: Seconds for the re-synced workloads to be Ready (the runbook's ready_timeout param)., type: float, required: true}
   timeout: {description: Seconds per API request., type: float, default: 10}
@@ -57,6 +59,9 @@ ARGUMENT_SPEC = dict(
     mode=dict(type="str", choices=["argocd", "apply"], default="argocd"),
     git_url=dict(type="str"),
     kubectl=dict(type="str", default="kubectl"),
+    helm=dict(type="str", default="helm"),
+    tracking_method=dict(type="str", choices=["annotation", "label", "annotation+label"],
+                         default="annotation"),
     sync_timeout=dict(type="float", default=120.0),
     ready_timeout=dict(type="float", required=True),
     timeout=dict(type="float", default=10.0),

@@ -41,6 +41,8 @@ options:
   git_path: {description: Path of the ConfigMap manifest in the repository., type: str}
   git_branch: {description: Branch to commit to., type: str, default: main}
   commit_message: {description: Commit message (gitops mode)., type: str}
+  application: {description: "GitOps mode, the receivers' ArgoCD Application: a sync at the commit is requested rather than awaited ('' waits for the automated sync).", type: str, default: ""}
+  argocd_namespace: {description: Namespace of the Applications., type: str, default: argocd}
   converge: {description: Wait for proof of convergence after applying., type: bool, default: true}
   converge_timeout: {description: Seconds to wait for convergence., type: float, default: 180}
   converge_pods:

@@ -129,6 +129,7 @@ class Scaler(object):
                 else ""), False,
             "set wk_receive_replicas_git_path to the kustomization.yaml of the receivers'"
             " overlay")
+        asked = hashring_apply.ask_sync(self.client, self.params, commit)
 
         def synced():
             sts, _ = self.pods()
@@ -141,7 +142,8 @@ class Scaler(object):
                 " sync did not happen" % (replicas, (commit or "")[:12], live, waited),
                 "check the ArgoCD Application of the receivers (sync status, errors)",
                 steps=self.steps)
-        self.step("statefulset", began, replicas=replicas, commit=commit, via="git")
+        self.step("statefulset", began, replicas=replicas, commit=commit, via="git",
+                  sync=asked)
 
     def wait_ready(self, count):
         began = time.monotonic()

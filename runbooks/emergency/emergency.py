@@ -24,10 +24,9 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from runbooks import platform
-from runbooks.gates import delivering, require_workload
-from runbooks.inventory import READY_TIMEOUT, ClusterConfig
-from runbooks.model import AGENTS, Gate, GateResult, Params, Runbook, RunContext
+from runbooks.gates import delivering, jobs_fresh, require_workload
+from runbooks.inventory import READY_TIMEOUT
+from runbooks.model import AGENTS, Gate, Params, Runbook, RunContext
 
 
 class RemoteWriteFailingParams(Params):
@@ -64,22 +63,6 @@ class RemoteWriteFailing(Runbook):
 
     def validate(self, ctx: RunContext) -> None:
         require_workload(self.name, ctx)
-
-
-def jobs_fresh(ctx: RunContext[MetricsMissingParams], cluster: ClusterConfig) -> GateResult:
-    """Every expected job of the cluster has a fresh `up` sample in Query and is up."""
-    if cluster.role != "workload" or cluster.query_url is None:
-        return GateResult(True, "not a workload cluster with wk_query_url")
-    probe = platform.diagnose_probe
-    params = ctx.params
-    findings = probe.missing_metrics({
-        "query_url": cluster.query_url, "cluster": cluster.cluster or cluster.name,
-        "expected_jobs": list(cluster.expected_jobs), "lookback": params.lookback,
-        "stale_seconds": params.stale_seconds or cluster.threshold_remote_write_lag_seconds,
-        "timeout": 10.0})
-    bad = [f for f in findings if f["status"] != "ok"]
-    text = "; ".join(f"{f['name']}: {f['evidence']}" for f in (bad or findings))
-    return GateResult(not bad, text)
 
 
 class MetricsMissingParams(RemoteWriteFailingParams):

@@ -22,6 +22,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from runbooks.errors import PreconditionFailed
+from runbooks.gates import receive_applications
 from runbooks.model import RECEIVERS, Params, Runbook, RunContext
 
 
@@ -69,4 +70,5 @@ class Hashring(Runbook):
         params = ctx.params
         return {"mode": params.mode, "members": list(params.members),
                 "converge_timeout": params.converge_timeout,
-                "rollback_on_failure": params.rollback_on_failure}
+                "rollback_on_failure": params.rollback_on_failure,
+                "wk_receive_apps": receive_applications(ctx)}

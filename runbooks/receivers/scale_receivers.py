@@ -21,7 +21,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from runbooks.errors import PreconditionFailed
-from runbooks.gates import canary_after_change, ring_and_pods, steady_state
+from runbooks.gates import canary_after_change, receive_applications, ring_and_pods, steady_state
 from runbooks.inventory import READY_TIMEOUT
 from runbooks.model import RECEIVERS, Gate, Params, Runbook, RunContext
 
@@ -98,4 +98,5 @@ class ScaleReceivers(Runbook):
         for cluster in ctx.clusters:
             sts, _, text = ring_and_pods(cluster)
             start[cluster.name] = {"replicas": int(sts.spec.replicas or 0), "ring": text}
-        return {**params.model_dump(mode="json"), "wk_start": start}
+        return {**params.model_dump(mode="json"), "wk_start": start,
+                "wk_receive_apps": receive_applications(ctx)}

@@ -1,5 +1,5 @@
-"""Upgrades (operations guide chapter), empty for now.
+"""Updates and patches (operations guide chapter): component upgrades rolled out through the
+GitOps repository and ArgoCD, with their gates and their revert.
 
-What will live here: the upgrade and GitOps runbooks (component version upgrades rolled out
-through the config repository and ArgoCD, with their gates and rollbacks).
+Runbooks: upgrade-chart (upgrade_chart.py).
 """

@@ -12,7 +12,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from watchkeeper_lab import Lab
+from watchkeeper_lab import Lab, build
+
+from tests.lab.helpers import set_platform_auto_sync
+
+
+def _up(lab: Lab) -> None:
+    """Up, with ArgoCD syncing the platform: on a machine whose cache lacks the background
+    builds (ArgoCD, the second versions), the first `up` starts them; wait for them, then
+    `up` again hands the platform to ArgoCD, so every test runs as the platform does."""
+    progress = lambda line: print(f"lab: {line}", flush=True)  # noqa: E731
+    lab.up(progress=progress)
+    if not lab.argocd_running():
+        build.ensure_all(progress, build.background_names())
+        lab.up(progress=progress)
 
 
 @pytest.fixture(scope="session")
@@ -20,21 +33,38 @@ def lab() -> Iterator[Lab]:
     reuse = os.environ.get("WATCHKEEPER_TEST_LAB_DIR")
     if reuse:  # development: a lab you keep running (`watchkeeper lab up --lab-dir ...`)
         kept = Lab(Path(reuse))
-        kept.up(progress=lambda line: print(f"lab: {line}", flush=True))
+        _up(kept)
         os.environ.update(kept.env())
         yield kept
+        if kept.argocd_running():  # as `lab up` leaves it
+            set_platform_auto_sync(kept, True)
         return
     # /var/tmp, not pytest's 0700 tmp: OpenSearch runs as an unprivileged user.
     root = Path(tempfile.mkdtemp(prefix="wk-lab-test-", dir="/var/tmp"))
     root.chmod(0o755)
     instance = Lab(root / "lab")
     try:
-        instance.up(progress=lambda line: print(f"lab: {line}", flush=True))
+        _up(instance)
         os.environ.update(instance.env())
         yield instance
     finally:
         instance.down(purge=True)
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _platform_sync_policy(request: pytest.FixtureRequest, lab: Lab) -> None:
+    """ArgoCD's automated sync of the platform is paused during the tests, except in those
+    marked `auto_sync` (the GitOps-mode runbooks, which commit and wait for ArgoCD to apply).
+
+    Why: with automated sync (even without self-heal) ArgoCD re-syncs an Application that is
+    OutOfSync whenever git's revision differs from its last sync's, so the first hand-made
+    change after any commit (a test's injected fault, a direct-mode scale) would be undone
+    under the test, depending on which tests committed before it. An imperative emergency
+    action on a real platform meets the same thing and pauses auto-sync the same way. The
+    runbooks' ArgoCD re-sync (an `operation`) works either way."""
+    if lab.argocd_running():
+        set_platform_auto_sync(lab, request.node.get_closest_marker("auto_sync") is not None)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -74,3 +74,30 @@ def port_taken(lab: Lab, ip: str, port: int, deadline_s: float = 10.0,
     finally:
         squatter.kill()
         squatter.wait(10)
+
+
+def platform_applications(lab: Lab) -> list[dict[str, object]]:
+    """The lab's platform Applications (their path under clusters/), not a test's own."""
+    from watchkeeper_lab import argocd
+
+    return [a for a in argocd.applications(lab.kubeconfig)
+            if str(a["spec"].get("source", {}).get("path", "")).startswith("clusters/")]
+
+
+def set_platform_auto_sync(lab: Lab, on: bool) -> list[str]:
+    """Automated sync (with prune, as the lab's GitOps repository declares it) on or off for
+    every platform Application; the names it changed."""
+    from watchkeeper_lab import argocd
+
+    api = argocd.custom_api(lab.kubeconfig)
+    changed = []
+    for app in platform_applications(lab):
+        policy = dict(app["spec"].get("syncPolicy") or {})
+        if bool(policy.get("automated")) == on:
+            continue
+        policy["automated"] = {"prune": True, "selfHeal": False} if on else None
+        api.patch_namespaced_custom_object(argocd.GROUP, argocd.VERSION, argocd.NAMESPACE,
+                                           "applications", app["metadata"]["name"],
+                                           {"spec": {"syncPolicy": policy}})
+        changed.append(str(app["metadata"]["name"]))
+    return changed

@@ -1,9 +1,10 @@
 """The operations checklists against the real lab: the daily, weekly and monthly checklists on
 every cluster at once, and faults injected into the real programs that the checklist must name:
-an ArgoCD Application OutOfSync/Degraded (its status subresource patched, the lab has no ArgoCD
-controller), a stopped canary scrape target, a data volume filled in a small tmpfs, log indices
-older than the retention, versions behind the latest known, and no verified backup. Undeclared
-Grafana is `skipped`, never a pass. Also `watchkeeper query` against the lab's Thanos Query."""
+an ArgoCD Application OutOfSync, then Degraded (real ArgoCD status: an Application of the
+test's own whose Deployment cannot pull its image), a stopped canary scrape target, a data
+volume filled in a small tmpfs, log indices older than the retention, versions behind the
+latest known, and no verified backup. Undeclared Grafana is `skipped`, never a pass. Also
+`watchkeeper query` against the lab's Thanos Query."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import yaml
 from watchkeeper_lab import Lab, platform, topology
 
 from tests.conftest import cli
+from tests.lab.test_kubernetes import kubectl
 from tests.lab.test_lab import poll
 
 pytestmark = pytest.mark.lab
@@ -64,16 +66,60 @@ def custom_objects(lab: Lab) -> Any:
         config_file=str(lab.kubeconfig), context=platform.OBSERVABILITY))
 
 
-def set_app_status(lab: Lab, name: str, status: dict[str, Any] | None) -> None:
-    custom_objects(lab).patch_namespaced_custom_object_status(
-        "argoproj.io", "v1alpha1", "argocd", "applications", name, {"status": status})
+BROKEN_APP = f"{topology.CLUSTERS[0]}-checklist-broken"
+BROKEN_PATH = "tests/checklist-broken"
+
+
+def broken_deployment(lab: Lab) -> str:
+    """A Deployment whose image tag no registry has: its pod never pulls, so the Deployment
+    exceeds its progress deadline (ArgoCD: Degraded)."""
+    return json.dumps({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "checklist-broken", "namespace": topology.CLUSTERS[0]},
+        "spec": {"replicas": 1, "progressDeadlineSeconds": 10,
+                 "selector": {"matchLabels": {"app": "checklist-broken"}},
+                 "template": {
+                     "metadata": {"labels": {"app": "checklist-broken"},
+                                  "annotations": {"lab.watchkeeper.io/ip": lab.addresses.ip(94)}},
+                     "spec": {"terminationGracePeriodSeconds": 1, "containers": [{
+                         "name": "main", "image": "quay.io/prometheus/prometheus:v0.0.0-missing",
+                         "args": ["--version"]}]}}}})
 
 
 @pytest.fixture
-def app_status(lab: Lab) -> Iterator[None]:
-    """The Application's status is removed again after the test (the lab has no controller)."""
-    yield
-    set_app_status(lab, APP, None)
+def broken_app(lab: Lab) -> Iterator[str]:
+    """An Application of the test's own in the first cluster's namespace, without automated
+    sync, over that Deployment (committed to the lab's git); removed afterwards with what it
+    created."""
+    from tests.lab.test_argocd import commit
+
+    commit(lab, {f"{BROKEN_PATH}/deployment.json": broken_deployment(lab)}, "checklist: broken")
+    api = custom_objects(lab)
+    api.create_namespaced_custom_object("argoproj.io", "v1alpha1", "argocd", "applications", {
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+        "metadata": {"name": BROKEN_APP, "namespace": "argocd"},
+        "spec": {"project": "default",
+                 "source": {"repoURL": f"file://{lab.dir / 'git' / 'platform.git'}",
+                            "targetRevision": "main", "path": BROKEN_PATH},
+                 "destination": {"server": "https://kubernetes.default.svc",
+                                 "namespace": topology.CLUSTERS[0]}}})
+    try:
+        yield BROKEN_APP
+    finally:
+        api.delete_namespaced_custom_object("argoproj.io", "v1alpha1", "argocd",
+                                            "applications", BROKEN_APP)
+        kubectl(lab, "-n", topology.CLUSTERS[0], "delete", "deployment", "checklist-broken",
+                "--ignore-not-found", "--wait=false")
+        commit(lab, {f"{BROKEN_PATH}/deployment.json": None}, "checklist: broken removed")
+
+
+def app_state(lab: Lab, name: str) -> dict[str, Any]:
+    app = custom_objects(lab).get_namespaced_custom_object(
+        "argoproj.io", "v1alpha1", "argocd", "applications", name)
+    status = app.get("status") or {}
+    return {"sync": (status.get("sync") or {}).get("status"),
+            "health": (status.get("health") or {}).get("status"),
+            "operation": (status.get("operationState") or {}).get("phase")}
 
 
 def test_daily_on_every_cluster_names_each_item_and_never_passes_what_it_cannot_see(
@@ -87,15 +133,18 @@ def test_daily_on_every_cluster_names_each_item_and_never_passes_what_it_cannot_
         assert [g["status"] for g in grafana] == ["skipped"]
         assert "wk_grafana_url" in grafana[0]["evidence"]
         apps = rows(report, cluster, "argocd app ")
-        assert apps and all(a["status"] == "warn" and "no .status" in a["evidence"]
-                            for a in apps), apps
+        # Judged against ArgoCD's real status: every platform Application Synced and Healthy.
+        assert apps and all(a["status"] == "ok" and "sync Synced, health Healthy" in
+                            a["evidence"] for a in apps), apps
         assert all(r["status"] == "ok" for r in rows(report, cluster, "disk ")), report
     for cluster in topology.CLUSTERS:
         assert [r["status"] for r in rows(report, cluster, "remote write ")] == ["ok"]
         assert rows(report, cluster, "agent scrape targets")[0]["status"] == "ok"
     ingesting = rows(report, platform.OBSERVABILITY, "receiver ingesting")
     assert len(ingesting) == topology.RECEIVERS and {r["status"] for r in ingesting} == {"ok"}
-    assert report["worst_check"] == "warn"
+    statuses = {r["status"] for r in report["checks"]}
+    assert "fail" not in statuses  # skipped Grafana is the worst unless something warns
+    assert report["worst_check"] == ("warn" if "warn" in statuses else "skipped")
     run_dir = Path(json.loads(result.stdout)["run_dir"])
     markdown = (run_dir / "report.md").read_text()
     assert "## Checks per cluster" in markdown
@@ -104,25 +153,33 @@ def test_daily_on_every_cluster_names_each_item_and_never_passes_what_it_cannot_
     assert "argocd app observability-thanos-receive" in junit
 
 
-def test_an_application_synced_and_healthy_passes_and_out_of_sync_degraded_fails(
-    lab: Lab, tmp_path: Path, app_status: None
+def test_an_application_out_of_sync_then_degraded_fails_naming_it(
+    lab: Lab, tmp_path: Path, broken_app: str
 ) -> None:
-    set_app_status(lab, APP, {"sync": {"status": "Synced", "revision": "a" * 40},
-                              "health": {"status": "Healthy"}})
-    result, report = run(lab, tmp_path, "daily", "--limit", topology.CLUSTERS[0])
-    assert result.returncode == 0
-    check = rows(report, topology.CLUSTERS[0], f"argocd app {APP}")[0]
-    assert check["status"] == "ok" and "sync Synced, health Healthy" in check["evidence"]
-
-    set_app_status(lab, APP, {"sync": {"status": "OutOfSync"},
-                              "health": {"status": "Degraded", "message": "1 pod crashing"}})
-    result, report = run(lab, tmp_path, "daily", "--limit", topology.CLUSTERS[0])
+    cluster = topology.CLUSTERS[0]
+    # Not synced yet (no automated sync): ArgoCD reports it OutOfSync, its Deployment Missing.
+    poll("OutOfSync", lambda: app_state(lab, broken_app)["sync"] == "OutOfSync", 90, 1)
+    result, report = run(lab, tmp_path, "daily", "--limit", cluster)
     assert result.returncode == 1
-    check = rows(report, topology.CLUSTERS[0], f"argocd app {APP}")[0]
-    assert check["status"] == "fail"
-    assert "OutOfSync" in check["evidence"] and "Degraded" in check["evidence"]
+    check = rows(report, cluster, f"argocd app {broken_app}")[0]
+    assert check["status"] == "fail" and "sync OutOfSync" in check["evidence"], check
     assert "argocd app diff" in check["hint"]
-    assert APP in json.loads(result.stdout)["message"]  # the verdict names the failed check
+    assert broken_app in json.loads(result.stdout)["message"]  # the verdict names it
+    platform_app = rows(report, cluster, f"argocd app {APP}")[0]
+    assert platform_app["status"] == "ok", platform_app
+
+    # Synced by hand (the `operation` that `argocd app sync` sends): the Deployment's pod
+    # cannot pull its image, the Deployment passes its progress deadline: Degraded.
+    custom_objects(lab).patch_namespaced_custom_object(
+        "argoproj.io", "v1alpha1", "argocd", "applications", broken_app,
+        {"operation": {"initiatedBy": {"username": "watchkeeper-test"}, "sync": {}}})
+    poll("Synced and Degraded", lambda: app_state(lab, broken_app) | {"operation": None} ==
+         {"sync": "Synced", "health": "Degraded", "operation": None}, 120, 1)
+    result, report = run(lab, tmp_path, "daily", "--limit", cluster)
+    assert result.returncode == 1
+    check = rows(report, cluster, f"argocd app {broken_app}")[0]
+    assert check["status"] == "fail" and "health Degraded" in check["evidence"], check
+    assert "argocd app get" in check["hint"]
 
 
 def test_a_stopped_canary_scrape_target_fails_the_agent_check(lab: Lab, tmp_path: Path) -> None:

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 from ansible_collections.watchkeeper.platform.plugins.module_utils.hashring import config_hash
-from watchkeeper_lab import Lab, build, topology
+from watchkeeper_lab import Lab, topology
 
 from tests.conftest import cli
 from tests.lab.test_kubernetes import NS, core, proxied
@@ -128,11 +127,12 @@ def test_a_receiver_that_keeps_its_old_ring_fails_the_proof_and_the_ring_is_roll
     assert reported_hash(lab, "thanos-receive-0") == config_hash(before.encode())
 
 
+@pytest.mark.auto_sync
 def test_gitops_mode_commits_the_ring_and_proves_it_after_the_sync(
     lab: Lab, tmp_path: Path, full_ring: list[str]
 ) -> None:
-    """ArgoCD's part (sync git into the cluster) is played by the test: the lab has no ArgoCD
-    controller, so a thread runs the lab's own git sync once the commit lands."""
+    """The lab's ArgoCD syncs the commit (automated sync, polling git); the runbook waits for
+    the ring to reach the receivers and proves it."""
     bare = lab.dir / "git" / "platform.git"
 
     def head() -> str:
@@ -140,23 +140,8 @@ def test_gitops_mode_commits_the_ring_and_proves_it_after_the_sync(
                               capture_output=True, text=True, check=True).stdout.strip()
 
     start = head()
-    stop = threading.Event()
-    kubectl = build.ensure(build.load_specs()["kubectl"], print)
-
-    def argocd() -> None:
-        while not stop.wait(2):
-            if head() != start:
-                lab.sync_from_git(kubectl)
-                return
-
-    syncer = threading.Thread(target=argocd, daemon=True)
-    syncer.start()
-    try:
-        result, _journal = run_hashring(lab, tmp_path, "-e", "mode=gitops", "-e",
-                                       "members=[thanos-receive-0,thanos-receive-1]")
-    finally:
-        stop.set()
-        syncer.join()
+    result, _journal = run_hashring(lab, tmp_path, "-e", "mode=gitops", "-e",
+                                   "members=[thanos-receive-0,thanos-receive-1]")
     assert result.returncode == 0, result.stdout
     assert head() != start
     log = subprocess.run(["git", "--git-dir", str(bare), "log", "-1", "--format=%s", "main"],
@@ -164,14 +149,6 @@ def test_gitops_mode_commits_the_ring_and_proves_it_after_the_sync(
     assert log.startswith("hashring: observability by watchkeeper run"), log
     assert endpoints(lab) == full_ring[:2]
     # Back to three receivers through git as well, so the GitOps source stays the truth.
-    start = head()
-    stop.clear()
-    syncer = threading.Thread(target=argocd, daemon=True)
-    syncer.start()
-    try:
-        result, _ = run_hashring(lab, tmp_path, "-e", "mode=gitops")
-    finally:
-        stop.set()
-        syncer.join()
+    result, _ = run_hashring(lab, tmp_path, "-e", "mode=gitops")
     assert result.returncode == 0, result.stdout
     assert sorted(endpoints(lab)) == sorted(full_ring)

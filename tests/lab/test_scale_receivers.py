@@ -4,7 +4,6 @@ and down, the final block verified before a claim is released, writes never inte
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -14,17 +13,17 @@ import threading
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from watchkeeper_lab import Lab, build, topology
+from watchkeeper_lab import Lab, topology
 
 from tests.conftest import cli
 from tests.lab.test_hashring import endpoints, playbook_steps, reported_hash, ring_text
 from tests.lab.test_kubernetes import NS, apps, core, is_ready, receivers
+from tests.lab.test_lab import poll
 
 pytestmark = pytest.mark.lab
 SCRAPE_SECONDS = 5  # the lab agents' scrape interval: one canary sample per 5 s per cluster
@@ -53,8 +52,23 @@ def canary_samples(lab: Lab, cluster: str, start: float, end: float) -> int:
     return len({float(t) for row in rows for t, _ in row["values"]})
 
 
+def wait_canary_past(lab: Lab, end: float, deadline_s: float = 60.0) -> None:
+    """Until every cluster's newest canary sample in Query is a scrape past `end`: the
+    window's last samples have arrived (an agent sends its samples in order)."""
+    url = (f"http://{lab.addresses.query}:10902/api/v1/query?" + urllib.parse.urlencode(
+        {"query": "max by (cluster) (timestamp(watchkeeper_lab_canary_total))"}))
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(url, timeout=20) as response:
+            rows = json.load(response)["data"]["result"]
+        newest = {r["metric"].get("cluster"): float(r["value"][1]) for r in rows}
+        if all(newest.get(c, 0.0) >= end + SCRAPE_SECONDS for c in topology.CLUSTERS):
+            return
+        time.sleep(1)
+
+
 def assert_no_canary_gap(lab: Lab, start: float, end: float) -> None:
-    time.sleep(20)  # let the last samples of the window reach Query
+    wait_canary_past(lab, end)
     expected = (end - start) / SCRAPE_SECONDS
     for cluster in topology.CLUSTERS:
         got = canary_samples(lab, cluster, start, end)
@@ -196,38 +210,6 @@ def test_a_receiver_dying_mid_scale_up_is_rolled_back_without_losing_a_sample(
     assert_no_canary_gap(lab, start, end)
 
 
-@contextlib.contextmanager
-def argocd_syncs(lab: Lab) -> Iterator[list[str]]:
-    """ArgoCD's part, played by the test: the lab has no ArgoCD controller, so a thread syncs
-    the lab's git repository into the cluster each time a new commit lands on main, as an
-    Application with automated sync and self-heal would. Yields the commits it synced."""
-    bare = lab.dir / "git" / "platform.git"
-    kubectl = build.ensure(build.load_specs()["kubectl"], print)
-    synced: list[str] = []
-    stop = threading.Event()
-
-    def head() -> str:
-        return subprocess.run(["git", "--git-dir", str(bare), "rev-parse", "main"],
-                              capture_output=True, text=True, check=True).stdout.strip()
-
-    def loop() -> None:
-        seen = head()
-        while not stop.wait(2):
-            current = head()
-            if current != seen:
-                lab.sync_from_git(kubectl)
-                synced.append(current)
-                seen = current
-
-    thread = threading.Thread(target=loop, daemon=True)
-    thread.start()
-    try:
-        yield synced
-    finally:
-        stop.set()
-        thread.join()
-
-
 def git_replicas(lab: Lab) -> int | None:
     bare = lab.dir / "git" / "platform.git"
     text = subprocess.run(
@@ -238,13 +220,14 @@ def git_replicas(lab: Lab) -> int | None:
     return next((int(e["count"]) for e in entries if e["name"] == "thanos-receive"), None)
 
 
+@pytest.mark.auto_sync
 def test_gitops_mode_scales_through_git_so_a_sync_keeps_the_new_size(
     lab: Lab, tmp_path: Path, three: None
 ) -> None:
-    """With ArgoCD self-healing, a direct `kubectl scale` is reverted at the next sync while
-    the ring still lists the new receiver. In gitops mode the replicas go through git: after
-    the run, git holds the new size and a re-sync from git changes nothing."""
-    kubectl = build.ensure(build.load_specs()["kubectl"], print)
+    """With ArgoCD syncing from git, a direct `kubectl scale` is undone at the next sync
+    while the ring still lists the new receiver. In gitops mode the replicas go through git:
+    the lab's ArgoCD syncs the commit, and afterwards git holds the new size and the
+    Application is Synced at it (nothing left for a sync to undo)."""
     result, journal = run_scale(lab, tmp_path, "-e", "replicas=4", "-e", "mode=gitops",
                                 "--check")
     assert result.returncode == 0, result.stdout
@@ -252,24 +235,34 @@ def test_gitops_mode_scales_through_git_so_a_sync_keeps_the_new_size(
     assert "commit replicas 4 to clusters/observability/thanos-receive/kustomization.yaml" \
         in message, message
     assert replicas(lab) == 3 and git_replicas(lab) in (None, 3)  # check mode: no commit
+    before = lab.git_head()
 
     try:
-        with argocd_syncs(lab) as synced:
-            result, journal = run_scale(lab, tmp_path, "-e", "replicas=4", "-e", "mode=gitops")
+        result, journal = run_scale(lab, tmp_path, "-e", "replicas=4", "-e", "mode=gitops")
         assert result.returncode == 0, (result.stdout, journal.get("message"))
-        assert synced, "nothing was committed to git"
+        assert lab.git_head() != before, "nothing was committed to git"
         assert git_replicas(lab) == 4
         assert replicas(lab) == 4
         assert f"{lab.addresses.receiver(3)}:10901" in endpoints(lab)
-        lab.sync_from_git(kubectl)  # ArgoCD's self-heal: git is the truth, and it agrees
-        assert replicas(lab) == 4
+        head = lab.git_head()
+        poll("the receivers' Application Synced at the new commit",
+             lambda: application_state(lab, "observability-thanos-receive") == ("Synced", head),
+             90, 1)
+        assert replicas(lab) == 4  # git is the truth, and it agrees
     finally:
-        with argocd_syncs(lab):
-            result, journal = run_scale(lab, tmp_path, "-e", "replicas=3", "-e", "mode=gitops")
+        result, journal = run_scale(lab, tmp_path, "-e", "replicas=3", "-e", "mode=gitops")
         _make_volume_reusable(lab, "data-thanos-receive-3")
     assert result.returncode == 0, (result.stdout, journal.get("message"))
     assert git_replicas(lab) == 3 and replicas(lab) == 3
     assert f"{lab.addresses.receiver(3)}:10901" not in endpoints(lab)
+
+
+def application_state(lab: Lab, name: str) -> tuple[str, str]:
+    from watchkeeper_lab import argocd
+
+    state = argocd.summary(argocd.custom_api(lab.kubeconfig).get_namespaced_custom_object(
+        argocd.GROUP, argocd.VERSION, argocd.NAMESPACE, "applications", name))
+    return state["sync"], state["revision"]
 
 
 def test_gitops_mode_without_the_replicas_path_is_refused_before_any_change(

@@ -1,0 +1,1 @@
+{{- define "prometheus-agent.tag" -}}{{ .Values.image.tag | default .Chart.AppVersion }}{{- end -}}

@@ -1,0 +1,1 @@
+{{- define "thanos-query.tag" -}}{{ .Values.image.tag | default .Chart.AppVersion }}{{- end -}}

@@ -1,0 +1,1 @@
+{{- define "thanos-store.tag" -}}{{ .Values.image.tag | default .Chart.AppVersion }}{{- end -}}
