@@ -101,3 +101,21 @@ def set_platform_auto_sync(lab: Lab, on: bool) -> list[str]:
                                            {"spec": {"syncPolicy": policy}})
         changed.append(str(app["metadata"]["name"]))
     return changed
+
+
+def wait_jobs_stale(lab: Lab, cluster: str, seconds: float, timeout: float = 120) -> float:
+    """Wait until the newest `up` sample of `cluster` in Thanos Query is older than `seconds`
+    (plus a margin for the run that reads it next), as the missing-metrics diagnosis reads it:
+    the newest sample over the look-back, stale markers or not. Returns its age."""
+    from tests.lab.test_lab import poll, query
+
+    selector = f'up{{cluster="{cluster}"}}'
+
+    def age() -> float | None:
+        newest = [float(row["value"][1]) for promql in (
+            f"max(max_over_time(timestamp({selector})[1h:15s]))", f"max(timestamp({selector}))")
+            for row in query(lab, promql)]
+        current = time.time() - max(newest, default=0.0)
+        return current if current > seconds + 3 else None
+
+    return float(poll(f"{cluster}'s newest sample older than {seconds:.0f} s", age, timeout, 1))

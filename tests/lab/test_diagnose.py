@@ -21,7 +21,7 @@ import yaml
 from kubernetes.client.exceptions import ApiException
 from watchkeeper_lab import Lab, process, topology
 
-from tests.lab.helpers import firewalled
+from tests.lab.helpers import firewalled, wait_jobs_stale
 from tests.lab.test_checklists import canary_health, inventory_with
 from tests.lab.test_kubernetes import is_ready, kubectl
 from tests.lab.test_lab import poll
@@ -148,7 +148,7 @@ def test_metrics_missing_names_the_undelivering_agent_and_restores_delivery(
 ) -> None:
     original = agent_restored
     point_agent_at_closed_port(lab, original)
-    time.sleep(20)  # longer than stale_seconds below: the jobs' newest samples age in Query
+    wait_jobs_stale(lab, AGENT_NS, 15)  # stale_seconds below: the newest samples age in Query
     result, journal = run(lab, tmp_path, "diagnose-missing-metrics", AGENT_NS,
                           "-e", "stale_seconds=15")
     assert result.returncode == 1, result.stdout
@@ -199,7 +199,7 @@ def test_an_agent_scaled_to_zero_by_hand_is_re_synced_from_git(
 ) -> None:
     kubectl(lab, "-n", AGENT_NS, "scale", "statefulset/prometheus-agent", "--replicas=0")
     poll("the agent gone", lambda: not core(lab).list_namespaced_pod(AGENT_NS).items, 120, 1)
-    time.sleep(20)  # longer than stale_seconds below: the jobs' newest samples age in Query
+    wait_jobs_stale(lab, AGENT_NS, 15)  # stale_seconds below: the newest samples age in Query
 
     result, journal = run(lab, tmp_path, "diagnose-remote-write", AGENT_NS)
     assert result.returncode == 1
@@ -235,7 +235,7 @@ def test_apply_mode_re_syncs_by_server_side_apply_of_the_rendered_path(
     inventory = inventory_with(lab, tmp_path, AGENT_NS, wk_resync_mode="apply")
     kubectl(lab, "-n", AGENT_NS, "scale", "statefulset/prometheus-agent", "--replicas=0")
     poll("the agent gone", lambda: not core(lab).list_namespaced_pod(AGENT_NS).items, 120, 1)
-    time.sleep(10)
+    wait_jobs_stale(lab, AGENT_NS, 15)  # stale_seconds below: else nothing is found missing
     result, journal = run(lab, tmp_path, "metrics-missing", AGENT_NS, "--yes",
                           "-e", "stale_seconds=15", inventory=inventory)
     assert result.returncode == 0, (result.stdout, journal.get("message"))
@@ -288,7 +288,7 @@ def test_argocd_mode_fails_naming_the_application_when_no_controller_syncs_it(
                                wk_argocd_namespace=UNWATCHED)
     kubectl(lab, "-n", AGENT_NS, "scale", "statefulset/prometheus-agent", "--replicas=0")
     poll("the agent gone", lambda: not core(lab).list_namespaced_pod(AGENT_NS).items, 120, 1)
-    time.sleep(10)
+    wait_jobs_stale(lab, AGENT_NS, 5)  # stale_seconds below: else nothing is found missing
     result, journal = run(lab, tmp_path, "metrics-missing", AGENT_NS, "--yes",
                           "-e", "stale_seconds=5", "-e", "resync_timeout=10",
                           inventory=inventory)
