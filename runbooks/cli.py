@@ -90,7 +90,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-C", "--check", action="store_true", help="predict; change nothing")
     p.add_argument("-D", "--diff", action="store_true", help="show what changes")
     p.add_argument("-y", "--yes", action="store_true",
-                   help="allow an emergency runbook's remediation (without it: check mode)")
+                   help="allow an emergency runbook's remediation (without it: check mode), or a"
+                   " drill on production (with -e allow_production=true)")
     p.add_argument("-e", "--extra-vars", action="append", default=[], metavar="KEY=VALUE",
                    help="a runbook parameter (repeatable); @file.yml loads a YAML mapping")
     p.add_argument("-f", "--forks", type=int, default=10)
@@ -315,6 +316,7 @@ def cmd_run(args: argparse.Namespace, out: Console, err: Console) -> int:
         inventory=args.inventory, limit=args.limit, params=parse_extra_vars(args.extra_vars),
         check=args.check, diff=args.diff, forks=args.forks, timeout=args.timeout,
         run_dir=args.run_dir, textfile_dir=args.textfile_dir, pushgateway=args.pushgateway,
+        confirmed=args.yes,
     )
     interrupt = Interrupt()
 

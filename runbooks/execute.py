@@ -68,6 +68,8 @@ class RunOptions:
     run_dir: Path | None = None
     textfile_dir: Path | None = None
     pushgateway: str | None = None
+    #: --yes: the user confirmed a change that needs it (remediation, a production drill).
+    confirmed: bool = False
 
 
 @dataclass(frozen=True)
@@ -375,7 +377,7 @@ def run(
                 f" {runbook.applies_to.describe()}: "
                 + "; ".join(f"{name}: {why}" for name, why in left_out.items()))
         _check_requires(runbook, inventory, clusters)
-        ctx = RunContext(run_id, params, inventory, clusters, options.check)
+        ctx = RunContext(run_id, params, inventory, clusters, options.check, options.confirmed)
         start = now()
         try:
             try:
@@ -466,10 +468,16 @@ def run(
 
     write_reports(journal, run_dir)
     if clusters:
+        textfile_dir = options.textfile_dir or state_dir() / "metrics"
         record_run(
             runbook.name, journal.clusters, journal.started.timestamp(), journal.ended.timestamp(),
-            options.textfile_dir or state_dir() / "metrics", options.pushgateway,
+            textfile_dir, options.pushgateway,
         )
+        if not options.check:
+            try:
+                runbook().record_metrics(run_dir, textfile_dir)
+            except Exception as exc:  # metrics never fail a run
+                log.warning("%s: its own metrics were not written: %s", runbook.name, exc)
     scrubbed = redactor.scrub_tree(run_dir)
     if scrubbed:
         log.info("redacted secret values from %d file(s) of %s", scrubbed, run_dir)
@@ -602,6 +610,7 @@ def _run_locked(
             f" {exc}; nothing was changed") from exc
     extravars = {
         "wk_run_id": ctx.run_id,
+        "wk_run_dir": str(run_dir),
         "wk_check_mode": options.check,
         "wk_defaults": inventory_defaults(),
         **own,

@@ -110,8 +110,29 @@ def _check_hostport(value: Any) -> str:
     return value
 
 
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from 90, '90s', '15m', '24h', '7d' or '1w' (a bare number is seconds)."""
+    import re
+
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*", str(value))
+        if not found:
+            raise ValueError(f"a duration such as 90s, 15m, 24h or 7d, not {value!r}")
+        seconds = float(found.group(1)) * _DURATION_UNITS[found.group(2) or "s"]
+    if seconds <= 0:
+        raise ValueError(f"a duration above zero, not {value!r}")
+    return seconds
+
+
 Url = Annotated[str, BeforeValidator(_check_url)]
 HostPort = Annotated[str, BeforeValidator(_check_hostport)]
+#: A duration in seconds, written 90s, 15m, 24h, 7d (or a number of seconds).
+Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 
 class BasicAuth(BaseModel):
@@ -184,8 +205,9 @@ class ClusterConfig(BaseModel):
     threshold_remote_write_send_seconds: float = Field(1.0, gt=0)
     threshold_failed_ratio: float = Field(0.01, ge=0, le=1)
     threshold_pending_samples: int = Field(100_000, ge=0)
-    rto_target_seconds: int | None = Field(None, gt=0)
-    rpo_target_seconds: int | None = Field(None, gt=0)
+    # Recovery objectives the DR drills are judged against (dr-drill): durations, e.g. 15m, 24h.
+    dr_rto_target: Duration | None = None
+    dr_rpo_target: Duration | None = None
     # Operations checklists (runbooks/checklists/checklists.py; docs/inventory.md: defaults' why).
     grafana_auth: BasicAuth | None = None
     argocd_namespace: str = "argocd"

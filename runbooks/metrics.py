@@ -15,6 +15,7 @@ push to a Pushgateway.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -93,3 +94,55 @@ def _registry(runbook: str, clusters: Mapping[str, str], started: float, ended: 
         for cluster, stamp in stamps.items():
             last_ok.labels(runbook, cluster).set(stamp)
     return registry
+
+
+DR_PREFIX = "watchkeeper_dr"
+
+
+def record_drill(drill: Mapping[str, object], textfile_dir: Path) -> Path:
+    """A drill's measures per scenario (drill.json's entries): RTO and RPO of the last drill,
+    and the end of the last drill that passed, carried forward across failed drills (the
+    "no passing drill for N days" alert reads it)."""
+    textfile_dir.mkdir(parents=True, exist_ok=True)
+    path = textfile_dir / f"{DR_PREFIX}.prom"
+    passed_at: dict[str, float] = {}
+    last: dict[str, dict[str, float]] = {}
+    if path.is_file():
+        for family in text_string_to_metric_families(path.read_text()):
+            for sample in family.samples:
+                scenario = sample.labels.get("scenario", "")
+                if family.name == f"{DR_PREFIX}_last_pass_timestamp_seconds":
+                    passed_at[scenario] = sample.value
+                else:
+                    last.setdefault(scenario, {})[family.name] = sample.value
+    registry = CollectorRegistry()
+    rto = Gauge(f"{DR_PREFIX}_rto_seconds", "RTO measured by the last drill of the scenario.",
+                ["scenario"], registry=registry)
+    rpo = Gauge(f"{DR_PREFIX}_rpo_seconds", "RPO measured by the last drill of the scenario.",
+                ["scenario"], registry=registry)
+    passed = Gauge(f"{DR_PREFIX}_passed", "1 if the last drill of the scenario passed.",
+                   ["scenario"], registry=registry)
+    last_pass = Gauge(f"{DR_PREFIX}_last_pass_timestamp_seconds",
+                      "End of the last drill of the scenario that passed.", ["scenario"],
+                      registry=registry)
+    scenarios = drill.get("scenarios")
+    for entry in scenarios if isinstance(scenarios, list) else []:
+        name = str(entry["scenario"])
+        last[name] = {}
+        if entry.get("rto_seconds") is not None:
+            last[name][f"{DR_PREFIX}_rto_seconds"] = float(entry["rto_seconds"])
+        if entry.get("rpo_seconds") is not None:
+            last[name][f"{DR_PREFIX}_rpo_seconds"] = float(entry["rpo_seconds"])
+        last[name][f"{DR_PREFIX}_passed"] = 1.0 if entry.get("passed") else 0.0
+        if entry.get("passed"):
+            passed_at[name] = time.time()
+    gauges = {f"{DR_PREFIX}_rto_seconds": rto, f"{DR_PREFIX}_rpo_seconds": rpo,
+              f"{DR_PREFIX}_passed": passed}
+    for name, values in last.items():
+        for metric, value in values.items():
+            if metric in gauges:
+                gauges[metric].labels(name).set(value)
+    for name, stamp in passed_at.items():
+        last_pass.labels(name).set(stamp)
+    write_to_textfile(str(path), registry)
+    return path

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict
@@ -100,6 +101,8 @@ class RunContext(Generic[P]):
     inventory: Inventory
     clusters: tuple[ClusterConfig, ...]
     check_mode: bool
+    #: --yes was given (see RunOptions.confirmed).
+    confirmed: bool = False
 
 
 class Runbook:
@@ -128,3 +131,7 @@ class Runbook:
     def extravars(self, ctx: RunContext) -> Mapping[str, Any]:
         """Extra vars for the playbook; by default the params, under their own names."""
         return ctx.params.model_dump(mode="json")
+
+    def record_metrics(self, run_dir: Path, textfile_dir: Path) -> None:
+        """Metrics of its own beside every run's (e.g. a drill's RTO and RPO), from what the
+        run left in `run_dir`; by default none. Never fails the run."""

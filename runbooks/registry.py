@@ -43,6 +43,8 @@ BUILTIN = (
     "runbooks.upgrades.upgrade_thanos",  # upgrade-thanos, upgrade-prometheus
     "runbooks.upgrades.patch_images",
     "runbooks.gitops.gitops",
+    # disaster recovery: DR drills (issue 16)
+    "runbooks.dr.dr_drill",
     # quick reference
     "runbooks.quickref.status",
     "runbooks.quickref.ping",

@@ -42,8 +42,9 @@ def write_lab_inventory(directory: Path, a: Addresses, versions: dict[str, str],
             'process_resident_memory_bytes{cluster="{cluster}",job="{name}"}',
         "wk_usage_cpu_query":
             'rate(process_cpu_seconds_total{cluster="{cluster}",job="{name}"}[1m])',
-        "wk_rto_target_seconds": 300,
-        "wk_rpo_target_seconds": 600,
+        # The DR drills' objectives on the lab: minutes, not a production day.
+        "wk_dr_rto_target": "5m",
+        "wk_dr_rpo_target": "24h",
         # verify-backups starts these where watchkeeper runs, on restored backups: the lab's
         # Thanos build and Debian's Prometheus (both built or found by `lab up` already).
         "wk_thanos_binary": str(build.ensure(build.load_specs()["thanos"], lambda line: None)),

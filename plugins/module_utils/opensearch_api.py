@@ -10,6 +10,10 @@ module runtime and receive the URL and credentials as options, so they build the
 from __future__ import absolute_import, annotations, division, print_function
 
 from ansible_collections.watchkeeper.platform.plugins.module_utils.failure import ModuleFailure
+from ansible_collections.watchkeeper.platform.plugins.module_utils.opensearch_snapshot import (
+    SUCCESS,
+    newest_successful,
+)
 
 #: Connection options of every OpenSearch module (compose with each module's own spec).
 CONNECTION_SPEC = dict(
@@ -98,3 +102,30 @@ def not_found(exc):
     """Is this failure a 404 (index, repository or snapshot missing)?"""
     cause = exc.__cause__ if isinstance(exc, OpenSearchFailure) else exc
     return status_of(cause) == 404
+
+
+def pick_snapshot(client, repository, name):
+    """The named snapshot, or the newest successful one; it must be SUCCESS."""
+    try:
+        if name:
+            found = call("GET _snapshot/%s/%s" % (repository, name), client.snapshot.get,
+                         repository=repository, snapshot=name)["snapshots"]
+        else:
+            found = call("GET _snapshot/%s/_all" % repository, client.snapshot.get,
+                         repository=repository, snapshot="_all")["snapshots"]
+    except OpenSearchFailure as exc:
+        if not_found(exc):
+            raise OpenSearchFailure(
+                "%s not found in repository %s" % ("snapshot " + name if name else "repository",
+                                                   repository),
+                "list them with GET _snapshot/%s/_all" % repository) from exc
+        raise
+    chosen = found[0] if name else newest_successful(found)
+    if chosen is None:
+        raise OpenSearchFailure("repository %s holds no successful snapshot" % repository,
+                                "run backup-opensearch first")
+    if chosen.get("state") != SUCCESS:
+        raise OpenSearchFailure("snapshot %s is %s, not SUCCESS" % (chosen["snapshot"],
+                                                                    chosen.get("state")),
+                                "restore a successful snapshot (-e snapshot=NAME)")
+    return chosen

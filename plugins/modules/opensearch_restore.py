@@ -52,6 +52,13 @@ options:
     type: str
     choices: [snapshot, live]
     default: snapshot
+  in_place:
+    description:
+      - Disaster recovery - restore the selected indices of the snapshot that no longer exist,
+        under their own names (I(rename_pattern) and I(rename_replacement) are not used). An
+        index that exists is left alone and listed in C(kept); none missing is not an error.
+    type: bool
+    default: false
   wait_timeout:
     description: Seconds to wait for the restored indices' primaries.
     type: float
@@ -79,6 +86,15 @@ mapping:
   description: Source index -> restored index.
   type: dict
   returned: always
+kept:
+  description: With I(in_place), the selected indices that existed and were left alone.
+  type: list
+  returned: always
+timing:
+  description: Epoch seconds when the restore was requested, when every restored index had its
+    primaries, and when the restored documents were counted.
+  type: dict
+  returned: when something was restored
 counts:
   description: Per source index - restored index, restored documents, expected documents.
   type: dict
@@ -100,12 +116,11 @@ from ansible_collections.watchkeeper.platform.plugins.module_utils.opensearch_ap
     call,
     connect,
     not_found,
+    pick_snapshot,
 )
 from ansible_collections.watchkeeper.platform.plugins.module_utils.opensearch_snapshot import (
-    SUCCESS,
     count_checks,
     matches_any,
-    newest_successful,
     rename_problems,
     renamed,
 )
@@ -118,36 +133,10 @@ ARGUMENT_SPEC = dict(
     rename_pattern=dict(type="str", default="(.+)"),
     rename_replacement=dict(type="str", default="restored-$1"),
     compare_with=dict(type="str", choices=["snapshot", "live"], default="snapshot"),
+    in_place=dict(type="bool", default=False),
     wait_timeout=dict(type="float", default=3600.0),
     poll_interval=dict(type="float", default=2.0),
 )
-
-
-def pick_snapshot(client, repository, name):
-    """The named snapshot, or the newest successful one; it must be SUCCESS."""
-    try:
-        if name:
-            found = call("GET _snapshot/%s/%s" % (repository, name), client.snapshot.get,
-                         repository=repository, snapshot=name)["snapshots"]
-        else:
-            found = call("GET _snapshot/%s/_all" % repository, client.snapshot.get,
-                         repository=repository, snapshot="_all")["snapshots"]
-    except OpenSearchFailure as exc:
-        if not_found(exc):
-            raise OpenSearchFailure(
-                "%s not found in repository %s" % ("snapshot " + name if name else "repository",
-                                                   repository),
-                "list them with GET _snapshot/%s/_all" % repository) from exc
-        raise
-    chosen = found[0] if name else newest_successful(found)
-    if chosen is None:
-        raise OpenSearchFailure("repository %s holds no successful snapshot" % repository,
-                                "run backup-opensearch first")
-    if chosen.get("state") != SUCCESS:
-        raise OpenSearchFailure("snapshot %s is %s, not SUCCESS" % (chosen["snapshot"],
-                                                                    chosen.get("state")),
-                                "restore a successful snapshot (-e snapshot=NAME)")
-    return chosen
 
 
 def live_counts(client, names):
@@ -232,21 +221,30 @@ def restore(client, params, check_mode):
     if not sources:
         raise OpenSearchFailure("snapshot %s holds no index matching %s (it holds: %s)" % (
             name, ", ".join(params["indices"]) or "*", ", ".join(in_snapshot) or "none"))
-    try:
-        mapping = renamed(sources, params["rename_pattern"], params["rename_replacement"])
-    except ValueError as exc:
-        raise OpenSearchFailure(str(exc)) from exc
-    problems = rename_problems(mapping, in_snapshot)
-    if problems:
-        raise OpenSearchFailure("unsafe rename: " + "; ".join(problems))
+    kept = []
+    if params["in_place"]:
+        # Disaster recovery: the indices that are gone come back under their own names; an
+        # index that exists is never touched (OpenSearch would refuse an open one anyway).
+        kept = [s for s in sources if call("HEAD %s" % s, client.indices.exists, index=s)]
+        sources = [s for s in sources if s not in kept]
+        mapping = {s: s for s in sources}
+    else:
+        try:
+            mapping = renamed(sources, params["rename_pattern"], params["rename_replacement"])
+        except ValueError as exc:
+            raise OpenSearchFailure(str(exc)) from exc
+        problems = rename_problems(mapping, in_snapshot)
+        if problems:
+            raise OpenSearchFailure("unsafe rename: " + "; ".join(problems))
     targets = [mapping[s] for s in sources]
-    taken = [t for t in targets if call("HEAD %s" % t, client.indices.exists, index=t)]
+    taken = [] if params["in_place"] else [
+        t for t in targets if call("HEAD %s" % t, client.indices.exists, index=t)]
     if taken:
         raise OpenSearchFailure(
             "restored index name(s) already exist: %s" % ", ".join(taken),
             "delete them (DELETE /%s) or choose another -e rename_replacement"
             % ",".join(taken))
-    result = {"changed": True, "mapping": mapping,
+    result = {"changed": bool(sources), "mapping": mapping, "kept": kept,
               "snapshot": {k: chosen.get(k) for k in ("snapshot", "state", "start_time",
                                                        "end_time", "end_time_in_millis")},
               "diff": {"before": {}, "after": {t: {"from": "%s/%s:%s" % (repository, name, s)}
@@ -255,9 +253,15 @@ def restore(client, params, check_mode):
         raise OpenSearchFailure(
             "snapshot %s holds no manifest of document counts (not taken by"
             " backup-opensearch)" % name, "restore with -e compare_with=live")
+    if not sources:
+        result["msg"] = ("every selected index of %s/%s exists (%s): nothing to restore in"
+                         " place" % (repository, name, ", ".join(kept)))
+        return result
     if check_mode:
         result["msg"] = "would restore %s/%s as: %s" % (
             repository, name, ", ".join("%s -> %s" % kv for kv in sorted(mapping.items())))
+        if kept:
+            result["msg"] += "; existing, left alone: %s" % ", ".join(kept)
         return result
     if params["compare_with"] == "snapshot":
         expected, _ = recorded_counts(client, repository, chosen)
@@ -265,16 +269,22 @@ def restore(client, params, check_mode):
     else:
         expected = live_counts(client, sources)
         label = "live index"
-    body = {"indices": ",".join(sources), "rename_pattern": params["rename_pattern"],
-            "rename_replacement": params["rename_replacement"], "include_global_state": False,
+    body = {"indices": ",".join(sources), "include_global_state": False,
             "include_aliases": False}
+    if not params["in_place"]:
+        body.update(rename_pattern=params["rename_pattern"],
+                    rename_replacement=params["rename_replacement"])
     started = time.monotonic()
+    timing = {"requested": time.time()}
     call("POST _snapshot/%s/%s/_restore" % (repository, name), client.snapshot.restore,
          repository=repository, snapshot=name, body=body, wait_for_completion=False)
     progress = wait_for_primaries(client, targets, params)
+    timing["primaries_active"] = time.time()
     call("POST _refresh", client.indices.refresh, index=",".join(targets))
     restored = {s: (mapping[s], int(call("GET %s/_count" % mapping[s], client.count,
                                          index=mapping[s])["count"])) for s in sources}
+    timing["counted"] = time.time()
+    result["timing"] = timing
     checks = count_checks(expected, restored, label)
     counts = {s: {"restored_index": t, "restored": c, "expected": expected.get(s)}
               for s, (t, c) in restored.items()}
@@ -290,6 +300,8 @@ def restore(client, params, check_mode):
             **{k: v for k, v in result.items() if k != "diff"})
     result["msg"] = summary + "; document counts equal (%d documents)" % sum(
         c for _, c in restored.values())
+    if kept:
+        result["msg"] += "; existing, left alone: %s" % ", ".join(kept)
     return result
 
 

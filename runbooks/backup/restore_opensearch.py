@@ -8,6 +8,8 @@ index's document count with the count the backup recorded in the snapshot (or wi
 index: -e compare_with=live; the recorded counts are read from the snapshot's own manifest,
 restored under a temporary wk-manifest-* name and deleted). Any difference fails the run.
 Check mode lists the snapshot and the indices it would create. Live indices are never written.
+With -e in_place=true (disaster recovery), the snapshot's indices that no longer exist come back
+under their own names; an index that exists is left alone.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from runbooks.backup import opensearch_checks as checks
 from runbooks.backup.backup_opensearch import as_list
@@ -35,6 +37,9 @@ class RestoreOpenSearchParams(Params):
     compare_with: Literal["snapshot", "live"] = Field(
         "snapshot", description="compare document counts with the counts recorded in the"
         " snapshot by backup-opensearch, or with the live source indices")
+    in_place: bool = Field(
+        False, description="disaster recovery: restore the snapshot's indices that no longer"
+        " exist under their own names (rename_* unused); existing indices are left alone")
     wait_timeout: int = Field(3600, gt=0, le=86400,
                               description="seconds to wait for the restored primaries")
 
@@ -76,6 +81,14 @@ class RestoreOpenSearchParams(Params):
             raise ValueError("rename_replacement must add something to the name, e.g."
                              " restored-$1 (restoring under the same name would overwrite)")
         return value
+
+
+    @model_validator(mode="after")
+    def _in_place_counts(self) -> RestoreOpenSearchParams:
+        if self.in_place and self.compare_with == "live":
+            raise ValueError("compare_with=live cannot check an in-place restore (the live"
+                             " indices are the ones that are gone): use compare_with=snapshot")
+        return self
 
 
 class RestoreOpenSearch(Runbook):

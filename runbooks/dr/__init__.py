@@ -1,5 +1,5 @@
-"""Disaster recovery (operations guide chapter), empty for now.
+"""Disaster recovery (operations guide chapter).
 
-What will live here: the DR drills (rebuilding a cluster's monitoring from backups and
-proving it: restore, replay, verify end to end).
+dr-drill (dr_drill.py): inject a disaster, recover with the runbooks' own steps, and measure
+RTO, RPO and integrity from data, for CI to run on a schedule.
 """

@@ -329,7 +329,7 @@ def test_restore_into_renamed_indices_with_equal_document_counts(
     result, journal = run(inventory, tmp_path, "restore-opensearch", "--check", "-e",
                           f"repository={repository}")
     assert result.returncode == 0, result.stdout
-    message = step(journal, "Restore into renamed indices and compare document counts")["message"]
+    message = step(journal, "Restore the snapshot and compare document counts")["message"]
     assert message == (f"would restore {repository}/{name} as: wktest-src-a ->"
                        " restored-wktest-src-a, wktest-src-b -> restored-wktest-src-b")
     assert not client.indices.exists(index="restored-wktest-src-a")
@@ -337,7 +337,7 @@ def test_restore_into_renamed_indices_with_equal_document_counts(
     result, journal = run(inventory, tmp_path, "restore-opensearch", "-e",
                           f"repository={repository}")
     assert result.returncode == 0, result.stdout + result.stderr
-    restored = step(journal, "Restore into renamed indices and compare document counts")
+    restored = step(journal, "Restore the snapshot and compare document counts")
     assert restored["status"] == "changed"
     for source, docs in source_indices.items():
         target = "restored-" + source
@@ -393,7 +393,7 @@ def test_backup_of_many_indices_records_every_count_and_restores_them(
                               f"repository={repository}", "-e", f"snapshot={name}",
                               "-e", "indices=wktest-many-application-logs-2026.01.3*")
         assert result.returncode == 0, result.stdout
-        restored = checks(step(journal, "Restore into renamed indices and compare document counts"))
+        restored = checks(step(journal, "Restore the snapshot and compare document counts"))
         assert sorted(restored) == [f"document count restored-{n}" for n in names
                                     if n.endswith(tuple(f".3{d}" for d in range(10)))]
         assert all(c["status"] == "ok" for c in restored.values())
@@ -415,7 +415,7 @@ def test_restore_fails_when_document_counts_differ(
                               f"repository={repository}", "-e", f"snapshot={snapshot_of(journal)}",
                               "-e", "compare_with=live", "-e", "rename_replacement=drill-$1")
         assert result.returncode == 1, result.stdout
-        found = checks(step(journal, "Restore into renamed indices and compare document counts"))
+        found = checks(step(journal, "Restore the snapshot and compare document counts"))
         assert found["document count drill-wktest-src-a"]["status"] == "fail"
         assert found["document count drill-wktest-src-a"]["evidence"] == (
             "drill-wktest-src-a: 7 documents, live index wktest-src-a has 8 (-1)")
