@@ -505,10 +505,13 @@ class Lab:
             argocd.wait_established(kubectl, self.kubeconfig, "applications.argoproj.io")
         self._kubectl(kubectl, *apply, "-k", str(checkout / "argocd" / "applications"))
         helm = helm or build.ensure(build.load_specs()["helm"], progress)
-        for cluster in platform.NAMESPACES:
+        for cluster, namespace in platform.NAMESPACES.items():
             rendered = self._kubectl(kubectl, "kustomize", "--enable-helm",
                                      f"--helm-command={helm}", str(checkout / "clusters" / cluster))
-            self._kubectl(kubectl, *apply, "-f", "-", stdin=rendered)
+            # The Application's destination namespace, as ArgoCD applies it: kubectl's own
+            # kustomize leaves the objects a Helm v4 chart inflates without the Kustomization's
+            # namespace, and they would land in the kubeconfig's default namespace.
+            self._kubectl(kubectl, *apply, "-n", namespace, "-f", "-", stdin=rendered)
         progress(f"platform synced from {bare} into {', '.join(platform.NAMESPACES)}")
 
     def _checkout(self) -> Path:
