@@ -275,7 +275,7 @@ def _override(spec: Spec) -> Path | None:
 #: Cold build seconds on 2 cores (measured), for the share of the total a build line shows.
 ESTIMATE_SECONDS = {"thanos": 300, "thanos-previous": 300, "minio": 200, "etcd": 80,
                     "kwok": 180, "opensearch": 15, "k8s": 600, "prometheus-v3": 300,
-                    "helm": 150, "kustomize": 80, "argocd": 700}
+                    "helm": 150, "kustomize": 80, "argocd": 700, "actionlint": 60}
 
 
 def _dest(spec: Spec) -> Path:
